@@ -1,0 +1,1 @@
+"""Generic PyTorch -> TFLite / ONNX conversion and parity checks (knows nothing of ElasticViT)."""

@@ -1,0 +1,1 @@
+"""Device profiles (one YAML per phone) and shipped latency predictors."""

@@ -1,0 +1,92 @@
+"""Supernet checkpoint files: written atomically, read with ``weights_only=True``.
+
+Layout (a plain dict of tensors and builtins, no pickled objects)::
+
+    {"format": "evit-supernet", "version": 1, "num_classes": int,
+     "model": state_dict, "ema": state_dict | absent, ...training state (evit-train)}
+
+When an ``ema`` state is present, :func:`load_supernet` uses it (evaluation and export use the
+EMA weights, as the release does) unless ``use_ema=False``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = ["CheckpointError", "atomic_save", "save_supernet", "load_checkpoint", "load_supernet"]
+
+FORMAT = "evit-supernet"
+VERSION = 1
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be used; the message says why and what to do."""
+
+
+def atomic_save(obj: Any, path: str | Path) -> None:
+    """``torch.save`` to a temporary file in the same folder, fsync, then rename over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_supernet(model: torch.nn.Module, path: str | Path, **extra: Any) -> None:
+    state = {"format": FORMAT, "version": VERSION, "num_classes": model.num_classes,
+             "model": model.state_dict(), **extra}
+    atomic_save(state, path)
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read and check a checkpoint file (tensors and builtins only; never arbitrary pickles)."""
+    p = Path(path)
+    if not p.is_file():
+        raise CheckpointError(f"checkpoint {str(p)!r} does not exist; train one with `evit-train` "
+                              "or pass the path of an existing supernet checkpoint")
+    try:
+        ckpt = torch.load(p, map_location=map_location, weights_only=True)
+    except Exception as e:  # corrupt, truncated, or containing non-tensor objects
+        raise CheckpointError(f"checkpoint {str(p)!r} cannot be read ({type(e).__name__}: "
+                              f"{str(e).splitlines()[0][:200]}); it is corrupt, truncated or not "
+                              "an evit checkpoint") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise CheckpointError(f"{str(p)!r} is not an evit supernet checkpoint (no "
+                              f"format={FORMAT!r} entry)")
+    if ckpt.get("version", 0) > VERSION:
+        raise CheckpointError(f"{str(p)!r} has checkpoint version {ckpt['version']}; this evit "
+                              f"reads up to version {VERSION}: upgrade evit")
+    return ckpt
+
+
+def load_supernet(path: str | Path, use_ema: bool = True,
+                  map_location: str | torch.device = "cpu"):
+    """A :class:`~toolkit.supernet.Supernet` with the checkpoint's weights (EMA ones if present)."""
+    from toolkit.supernet import Supernet
+
+    ckpt = load_checkpoint(path, map_location)
+    model = Supernet(num_classes=int(ckpt.get("num_classes", 1000)))
+    state = ckpt["ema"] if use_ema and ckpt.get("ema") is not None else ckpt["model"]
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # shape mismatches
+        raise CheckpointError(f"{str(path)!r} does not match the ElasticViT supernet: "
+                              f"{str(e).splitlines()[-1].strip()[:300]}") from None
+    bad = [k for k in missing if not k.endswith("num_batches_tracked")]
+    if bad or unexpected:
+        raise CheckpointError(f"{str(path)!r} does not match the ElasticViT supernet: "
+                              f"{len(bad)} missing tensors (e.g. {bad[:3]}), {len(unexpected)} "
+                              f"unexpected (e.g. {list(unexpected)[:3]})")
+    return model.to(map_location)

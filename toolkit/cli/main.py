@@ -1,0 +1,128 @@
+"""``evit``: small utilities over the search space and the model zoo.
+
+    evit models [PATTERN] [--json]      named models with MFLOPs and params
+    evit space [--json]                 the search space (Table 1) and its size
+    evit flops NAME_OR_ARCH.json        MFLOPs / params of one subnet (with per-part breakdown)
+    evit sample [-n N] [--mflops LO HI] [--seed S]   random subnets as JSON lines
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from toolkit.flops import flops, flops_breakdown, params
+from toolkit.space import SPACE, ArchConfig, ArchError, SearchSpace
+from toolkit.zoo import get_model_info, list_models
+
+
+def _arch_arg(value: str) -> ArchConfig:
+    if value in list_models():
+        return get_model_info(value).arch
+    if Path(value).suffix == ".json" or Path(value).exists():
+        return ArchConfig.load(value)
+    raise ArchError(f"{value!r} is neither a named model ({', '.join(list_models())}) nor an "
+                    "arch JSON file")
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    rows = []
+    for name in list_models(args.pattern):
+        info = get_model_info(name)
+        rows.append({"name": name, "resolution": info.arch.resolution,
+                     "mflops": round(flops(info.arch, args.num_classes), 2),
+                     "params_m": round(params(info.arch, args.num_classes) / 1e6, 3),
+                     "paper_top1": info.paper_top1, "paper_latency_ms": info.paper_latency_ms,
+                     "paper_device": info.paper_device, "arch": info.arch.to_dict()})
+    if not rows:
+        print(f"no model matches {args.pattern!r}; known: {', '.join(list_models())}",
+              file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    print(f"{'name':<17}{'res':>5}{'MFLOPs':>9}{'params(M)':>11}{'paper top1':>12}"
+          f"{'paper latency':>20}")
+    for r in rows:
+        lat = (f"{r['paper_latency_ms']} ms {r['paper_device']}" if r["paper_latency_ms"]
+               else "-")
+        top1 = "-" if r["paper_top1"] is None else f"{r['paper_top1']}%"
+        print(f"{r['name']:<17}{r['resolution']:>5}{r['mflops']:>9.1f}{r['params_m']:>11.2f}"
+              f"{top1:>12}{lat:>20}")
+    return 0
+
+
+def cmd_space(args: argparse.Namespace) -> int:
+    lo, hi = flops(SPACE.min()), flops(SPACE.max())
+    if args.json:
+        out = {"size": SPACE.size(), "mflops_min": lo, "mflops_max": hi,
+               "columns": list(SPACE.columns), "choices": [list(c) for c in SPACE.choices],
+               "min": SPACE.min().to_dict(), "max": SPACE.max().to_dict()}
+        print(json.dumps(out, indent=1))
+    else:
+        print(SPACE.describe())
+        print(f"MFLOPs range [{lo:.2f}, {hi:.2f}]")
+    return 0
+
+
+def cmd_flops(args: argparse.Namespace) -> int:
+    arch = _arch_arg(args.arch)
+    out = {"mflops": flops(arch, args.num_classes), "params": params(arch, args.num_classes),
+           "breakdown_mflops": flops_breakdown(arch, args.num_classes), "arch": arch.to_dict()}
+    if args.json:
+        print(json.dumps(out, indent=1))
+    else:
+        print(f"{arch.short()}\nMFLOPs {out['mflops']:.2f}   params {out['params'] / 1e6:.3f} M")
+        for k, v in out["breakdown_mflops"].items():
+            print(f"  {k:<11}{v:9.2f}")
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    space = SearchSpace(seed=args.seed)
+    for _ in range(args.n):
+        a = space.sample_at(*args.mflops) if args.mflops else space.sample()
+        print(json.dumps({"mflops": round(flops(a), 3), "arch": a.to_dict()}))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    p = argparse.ArgumentParser(prog="evit", description="ElasticViT search space and model zoo.",
+                                formatter_class=fmt)
+    sub = p.add_subparsers(dest="command", required=True)
+    m = sub.add_parser("models", help="list the named models", formatter_class=fmt)
+    m.add_argument("pattern", nargs="?", default="*", help="shell-style name filter")
+    m.add_argument("--num-classes", type=int, default=1000)
+    m.add_argument("--json", action="store_true", help="machine-readable output")
+    m.set_defaults(func=cmd_models)
+    s = sub.add_parser("space", help="describe the search space", formatter_class=fmt)
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_space)
+    f = sub.add_parser("flops", help="MFLOPs and params of a subnet", formatter_class=fmt)
+    f.add_argument("arch", help="a named model or an arch JSON file")
+    f.add_argument("--num-classes", type=int, default=1000)
+    f.add_argument("--json", action="store_true")
+    f.set_defaults(func=cmd_flops)
+    r = sub.add_parser("sample", help="random subnets as JSON lines", formatter_class=fmt)
+    r.add_argument("-n", type=int, default=1, help="how many")
+    r.add_argument("--mflops", type=float, nargs=2, metavar=("LO", "HI"),
+                   help="only subnets with MFLOPs in [LO, HI]")
+    r.add_argument("--seed", type=int, default=0)
+    r.set_defaults(func=cmd_sample)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ArchError, KeyError) as e:
+        print(f"evit {args.command}: error: {e.args[0] if e.args else e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

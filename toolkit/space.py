@@ -1,0 +1,463 @@
+"""The ElasticViT search space (Table 1 of the paper) as data, and the subnet config type.
+
+An :class:`ArchConfig` picks one value per dimension of each stage (the release samples one
+kernel/expansion per conv stage and one mlp_ratio/v_scale per transformer stage, and so do we):
+
+=========  ======  =====================  ======================  ==============  ======
+stage      depth   width                  kernel / v_scale        expand / mlp    stride
+=========  ======  =====================  ======================  ==============  ======
+first conv 1       {16, 24}               3                       -               2
+mbv2_1     1-2     {16, 24}               {3, 5}                  1               1
+mbv2       2-5     16-32 step 8           {3, 5}                  {3, 4, 5, 6}    2
+mbv3 (SE)  2-6     16-48 step 8           {3, 5}                  {3, 4, 5, 6}    2
+t1         1-5     48-96 step 16          v {2, 3, 4}             mlp {2..5}      2
+t2         1-6     80-160 step 16         v {2, 3, 4}             mlp {2..5}      1
+t3         1-6     144-288 step 16        v {2, 3, 4}             mlp {2..5}      2
+t4         1-6     160-320 step 16        v {2, 3, 4}             mlp {2..5}      2
+head       MBPool to 1984 (6x expansion)
+resolution {128, 160, 176, 192, 224, 256}
+=========  ======  =====================  ======================  ==============  ======
+
+Every combination is a valid network (widths need not grow from stage to stage: channel changes
+go through shortcut convs and the downsample block), so the space has exactly
+``prod(choices) = 1.09e17`` members, the paper's figure.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence, Union
+
+import numpy as np
+
+__all__ = [
+    "ArchConfig",
+    "ConvStage",
+    "TransformerStage",
+    "ConvStageSpace",
+    "TransformerStageSpace",
+    "SearchSpace",
+    "SPACE",
+    "ArchError",
+    "STAGE_NAMES",
+]
+
+STAGE_NAMES = ("mbv2_1", "mbv2", "mbv3", "t1", "t2", "t3", "t4")
+HEAD_DIM = 16  # transformer head width; heads = C // 16
+HEAD_WIDTH = 1984  # MBPool head hidden width
+HEAD_EXPAND = 6  # MBPool per-token expansion C -> 6C
+
+
+class ArchError(ValueError):
+    """An architecture config that is not a member of the search space."""
+
+
+def _fmt(values: Iterable[int]) -> str:
+    return ", ".join(str(v) for v in values)
+
+
+# --------------------------------------------------------------------------- stage spaces
+
+
+@dataclass(frozen=True)
+class ConvStageSpace:
+    """Choices of one MBConv stage."""
+
+    name: str
+    depths: tuple[int, ...]
+    widths: tuple[int, ...]
+    kernels: tuple[int, ...]
+    expands: tuple[int, ...]
+    stride: int
+    se: bool
+    kind: str = field(default="conv", init=False)
+
+    @property
+    def dims(self) -> tuple[str, ...]:
+        return ("depth", "width", "kernel", "expand")
+
+    def choices(self, dim: str) -> tuple[int, ...]:
+        return {"depth": self.depths, "width": self.widths, "kernel": self.kernels,
+                "expand": self.expands}[dim]
+
+
+@dataclass(frozen=True)
+class TransformerStageSpace:
+    """Choices of one transformer stage (it opens with a fixed MBv3 downsample block)."""
+
+    name: str
+    depths: tuple[int, ...]
+    widths: tuple[int, ...]
+    mlp_ratios: tuple[int, ...]
+    v_scales: tuple[int, ...]
+    stride: int
+    kind: str = field(default="transformer", init=False)
+
+    @property
+    def dims(self) -> tuple[str, ...]:
+        return ("depth", "width", "mlp_ratio", "v_scale")
+
+    def choices(self, dim: str) -> tuple[int, ...]:
+        return {"depth": self.depths, "width": self.widths, "mlp_ratio": self.mlp_ratios,
+                "v_scale": self.v_scales}[dim]
+
+
+StageSpace = Union[ConvStageSpace, TransformerStageSpace]
+
+RESOLUTIONS = (128, 160, 176, 192, 224, 256)
+STEM_WIDTHS = (16, 24)
+_MLP = (2, 3, 4, 5)
+_V = (2, 3, 4)
+STAGE_SPACES: tuple[StageSpace, ...] = (
+    ConvStageSpace("mbv2_1", (1, 2), (16, 24), (3, 5), (1,), stride=1, se=False),
+    ConvStageSpace("mbv2", (2, 3, 4, 5), (16, 24, 32), (3, 5), (3, 4, 5, 6), stride=2, se=False),
+    ConvStageSpace("mbv3", (2, 3, 4, 5, 6), (16, 24, 32, 40, 48), (3, 5), (3, 4, 5, 6), stride=2,
+                   se=True),
+    TransformerStageSpace("t1", (1, 2, 3, 4, 5), tuple(range(48, 97, 16)), _MLP, _V, stride=2),
+    TransformerStageSpace("t2", (1, 2, 3, 4, 5, 6), tuple(range(80, 161, 16)), _MLP, _V, stride=1),
+    TransformerStageSpace("t3", (1, 2, 3, 4, 5, 6), tuple(range(144, 289, 16)), _MLP, _V,
+                          stride=2),
+    TransformerStageSpace("t4", (1, 2, 3, 4, 5, 6), tuple(range(160, 321, 16)), _MLP, _V,
+                          stride=2),
+)
+_STAGE_SPACE = {s.name: s for s in STAGE_SPACES}
+
+
+# --------------------------------------------------------------------------- configs
+
+
+def _check(field_name: str, value: Any, allowed: Sequence[int]) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value not in allowed:
+        raise ArchError(f"{field_name} = {value!r} is not allowed; choose one of {_fmt(allowed)}")
+
+
+@dataclass(frozen=True)
+class ConvStage:
+    """One MBConv stage of a subnet: ``depth`` blocks of ``width`` channels."""
+
+    depth: int
+    width: int
+    kernel: int
+    expand: int = 1
+
+
+@dataclass(frozen=True)
+class TransformerStage:
+    """One transformer stage of a subnet: ``depth`` (attention, FFN) pairs of ``width``."""
+
+    depth: int
+    width: int
+    mlp_ratio: int
+    v_scale: int
+
+    @property
+    def heads(self) -> int:
+        return self.width // HEAD_DIM
+
+
+Stage = Union[ConvStage, TransformerStage]
+
+
+@dataclass(frozen=True)
+class ArchConfig:
+    """A member of the search space. Frozen, hashable, validated, JSON round-trippable.
+
+    The JSON shape is the one of ``reference/named_models.json``::
+
+        {"resolution": 224, "stem_width": 16,
+         "stages": [{"name": "mbv2_1", "depth": 1, "width": 16, "kernel": 3},
+                    {"name": "mbv2", "depth": 3, "width": 24, "kernel": 3, "expand": 3}, ...,
+                    {"name": "t4", "depth": 2, "width": 256, "mlp_ratio": 4, "v_scale": 2}]}
+    """
+
+    resolution: int
+    stem_width: int
+    stages: tuple[Stage, ...]
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.stages, tuple):
+            object.__setattr__(self, "stages", tuple(self.stages))
+        _check("resolution", self.resolution, RESOLUTIONS)
+        _check("stem_width", self.stem_width, STEM_WIDTHS)
+        if len(self.stages) != len(STAGE_SPACES):
+            raise ArchError(f"stages has {len(self.stages)} entries; it needs exactly "
+                            f"{len(STAGE_SPACES)}: {', '.join(STAGE_NAMES)}")
+        for i, (st, sp) in enumerate(zip(self.stages, STAGE_SPACES)):
+            want = ConvStage if sp.kind == "conv" else TransformerStage
+            if not isinstance(st, want):
+                raise ArchError(f"stages[{i}] ({sp.name}) must be a {want.__name__}, "
+                                f"got {type(st).__name__}")
+            for dim in sp.dims:
+                _check(f"stages[{i}] ({sp.name}).{dim}", getattr(st, dim), sp.choices(dim))
+
+    # -- access
+    @property
+    def conv_stages(self) -> tuple[ConvStage, ...]:
+        return self.stages[:3]  # type: ignore[return-value]
+
+    @property
+    def transformer_stages(self) -> tuple[TransformerStage, ...]:
+        return self.stages[3:]  # type: ignore[return-value]
+
+    def stage(self, name: str) -> Stage:
+        return self.stages[STAGE_NAMES.index(name)]
+
+    def replace(self, **changes: Any) -> "ArchConfig":
+        """A copy with top-level fields or whole stages replaced: ``replace(t4=TransformerStage(...))``."""
+        stages = list(self.stages)
+        for name in list(changes):
+            if name in STAGE_NAMES:
+                stages[STAGE_NAMES.index(name)] = changes.pop(name)
+        return ArchConfig(changes.pop("resolution", self.resolution),
+                          changes.pop("stem_width", self.stem_width), tuple(stages), **changes)
+
+    # -- JSON
+    def to_dict(self) -> dict[str, Any]:
+        out: list[dict[str, Any]] = []
+        for sp, st in zip(STAGE_SPACES, self.stages):
+            d: dict[str, Any] = {"name": sp.name}
+            for dim in sp.dims:
+                if not (dim == "expand" and len(sp.expands) == 1):
+                    d[dim] = int(getattr(st, dim))
+            out.append(d)
+        return {"resolution": int(self.resolution), "stem_width": int(self.stem_width),
+                "stages": out}
+
+    def to_json(self, **kw: Any) -> str:
+        return json.dumps(self.to_dict(), **kw)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ArchConfig":
+        """Parse the named_models.json shape; extra keys at the top level (name, MFLOPs...) are ignored."""
+        if not isinstance(d, dict):
+            raise ArchError(f"an arch config must be a JSON object, got {type(d).__name__}")
+        for key in ("resolution", "stem_width", "stages"):
+            if key not in d:
+                raise ArchError(f"arch config is missing '{key}'; expected keys resolution, "
+                                "stem_width and stages (see `evit models --json` for examples)")
+        stages_in = d["stages"]
+        if not isinstance(stages_in, list) or len(stages_in) != len(STAGE_SPACES):
+            raise ArchError(f"'stages' must be a list of {len(STAGE_SPACES)} stage objects "
+                            f"({', '.join(STAGE_NAMES)})")
+        stages: list[Stage] = []
+        for i, (sp, sd) in enumerate(zip(STAGE_SPACES, stages_in)):
+            if not isinstance(sd, dict):
+                raise ArchError(f"stages[{i}] must be an object, got {type(sd).__name__}")
+            if sd.get("name", sp.name) != sp.name:
+                raise ArchError(f"stages[{i}].name = {sd['name']!r}; stage {i} must be "
+                                f"'{sp.name}' (order: {', '.join(STAGE_NAMES)})")
+            extra = set(sd) - set(sp.dims) - {"name"}
+            if extra:
+                raise ArchError(f"stages[{i}] ({sp.name}) has unknown keys {sorted(extra)}; "
+                                f"allowed: {', '.join(sp.dims)}")
+            vals = {}
+            for dim in sp.dims:
+                if dim not in sd:
+                    if dim == "expand" and len(sp.expands) == 1:
+                        vals[dim] = sp.expands[0]
+                        continue
+                    raise ArchError(f"stages[{i}] ({sp.name}) is missing '{dim}'")
+                vals[dim] = sd[dim]
+            stages.append(ConvStage(**vals) if sp.kind == "conv" else TransformerStage(**vals))
+        return cls(d["resolution"], d["stem_width"], tuple(stages))
+
+    @classmethod
+    def from_json(cls, text: str) -> "ArchConfig":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ArchError(f"arch config is not valid JSON: {e}") from None
+        return cls.from_dict(data)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "ArchConfig":
+        """Read an arch JSON file (either the bare config or an object with an 'arch' key)."""
+        p = Path(path)
+        if not p.is_file():
+            raise ArchError(f"arch file {str(p)!r} does not exist")
+        data = json.loads(p.read_text()) if p.suffix == ".json" else None
+        if data is None:
+            return cls.from_json(p.read_text())
+        return cls.from_dict(data.get("arch", data) if isinstance(data, dict) else data)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(self.to_json(indent=1) + "\n")
+
+    def short(self) -> str:
+        """A compact one-line description, e.g. for logs and file names."""
+        parts = [f"r{self.resolution}", f"s{self.stem_width}"]
+        for sp, st in zip(STAGE_SPACES, self.stages):
+            if isinstance(st, ConvStage):
+                parts.append(f"{sp.name}:{st.depth}x{st.width}k{st.kernel}e{st.expand}")
+            else:
+                parts.append(f"{sp.name}:{st.depth}x{st.width}m{st.mlp_ratio}v{st.v_scale}")
+        return "_".join(parts)
+
+
+# --------------------------------------------------------------------------- the space
+
+# Column layout of the integer encoding (one row per subnet, actual values, not indices).
+_COLUMNS: list[tuple[str, int | None, str]] = [("resolution", None, ""), ("stem_width", None, "")]
+for _i, _sp in enumerate(STAGE_SPACES):
+    for _dim in _sp.dims:
+        if not (_dim == "expand" and len(getattr(_sp, "expands", (0, 0))) == 1):
+            _COLUMNS.append((f"{_sp.name}.{_dim}", _i, _dim))
+COLUMNS = tuple(c[0] for c in _COLUMNS)
+
+
+def _column_choices() -> list[tuple[int, ...]]:
+    out: list[tuple[int, ...]] = []
+    for name, i, dim in _COLUMNS:
+        if i is None:
+            out.append(RESOLUTIONS if name == "resolution" else STEM_WIDTHS)
+        else:
+            out.append(STAGE_SPACES[i].choices(dim))
+    return out
+
+
+RngLike = Union[np.random.Generator, int, None]
+
+
+class SearchSpace:
+    """Table 1 as data: sampling, mutation, crossover, encoding.
+
+    Randomness comes from ``self.rng`` (seeded by ``seed``) unless a call passes its own ``rng``.
+    """
+
+    resolutions = RESOLUTIONS
+    stem_widths = STEM_WIDTHS
+    stages = STAGE_SPACES
+    columns = COLUMNS
+
+    def __init__(self, seed: int | None = 0):
+        self.rng = np.random.default_rng(seed)
+        self.choices = _column_choices()
+        self._choice_arrays = [np.asarray(c, dtype=np.int64) for c in self.choices]
+        # accepted-but-unused draws per FLOPs window, with the generator that drew them
+        self._window_buffers: dict[tuple[float, float, int], tuple[np.random.Generator, list]] = {}
+
+    def _rng(self, rng: RngLike) -> np.random.Generator:
+        if rng is None:
+            return self.rng
+        if isinstance(rng, np.random.Generator):
+            return rng
+        return np.random.default_rng(rng)
+
+    # -- size and extremes
+    def size(self) -> int:
+        """Number of distinct subnets: the product of all per-stage choice counts."""
+        return math.prod(len(c) for c in self.choices)
+
+    def min(self) -> ArchConfig:
+        return self.decode(np.array([c[0] for c in self.choices]))
+
+    def max(self) -> ArchConfig:
+        return self.decode(np.array([c[-1] for c in self.choices]))
+
+    # -- encoding
+    def encode(self, arch: ArchConfig) -> np.ndarray:
+        """Integer vector (actual values) in the order of :attr:`columns`."""
+        row = [arch.resolution, arch.stem_width]
+        for _name, i, dim in _COLUMNS[2:]:
+            row.append(getattr(arch.stages[i], dim))
+        return np.asarray(row, dtype=np.int64)
+
+    def encode_many(self, archs: Sequence[ArchConfig]) -> np.ndarray:
+        if not archs:
+            return np.zeros((0, len(COLUMNS)), dtype=np.int64)
+        return np.stack([self.encode(a) for a in archs])
+
+    def decode(self, row: Sequence[int] | np.ndarray) -> ArchConfig:
+        row = [int(v) for v in row]
+        if len(row) != len(COLUMNS):
+            raise ArchError(f"an encoded arch has {len(COLUMNS)} values ({', '.join(COLUMNS)}), "
+                            f"got {len(row)}")
+        vals: list[dict[str, int]] = [dict() for _ in STAGE_SPACES]
+        for v, (_name, i, dim) in zip(row[2:], _COLUMNS[2:]):
+            vals[i][dim] = v
+        stages: list[Stage] = []
+        for sp, v in zip(STAGE_SPACES, vals):
+            stages.append(ConvStage(**v) if sp.kind == "conv" else TransformerStage(**v))
+        return ArchConfig(row[0], row[1], tuple(stages))
+
+    # -- uniform sampling
+    def sample_encoded(self, n: int, rng: RngLike = None) -> np.ndarray:
+        """``n`` uniform samples as an (n, len(columns)) int64 array (fast, vectorized)."""
+        g = self._rng(rng)
+        cols = [c[g.integers(0, len(c), size=n)] for c in self._choice_arrays]
+        return np.stack(cols, axis=1)
+
+    def sample(self, rng: RngLike = None) -> ArchConfig:
+        """One subnet, each dimension of each stage drawn uniformly."""
+        return self.decode(self.sample_encoded(1, rng)[0])
+
+    def sample_at(self, lo: float, hi: float, rng: RngLike = None, max_draws: int = 2_000_000,
+                  num_classes: int = 1000) -> ArchConfig:
+        """A subnet drawn uniformly among those with MFLOPs in ``[lo, hi]``.
+
+        Vectorized rejection sampling: batches of uniform subnets are scored with the exact
+        analytic formula and the accepted ones buffered per window, so repeated calls for the
+        same level cost microseconds. Raises :class:`ArchError` when the window is outside the
+        space or nothing is found within ``max_draws`` draws.
+        """
+        from toolkit.flops import flops_encoded  # local import: flops depends on this module
+
+        if not lo <= hi:
+            raise ArchError(f"sample_at needs lo <= hi, got lo={lo}, hi={hi}")
+        g = self._rng(rng)
+        key = (float(lo), float(hi), num_classes)
+        owner, buf = self._window_buffers.get(key, (None, []))
+        if owner is not g:  # draws from another generator must not leak into this stream
+            buf = []
+            self._window_buffers[key] = (g, buf)
+        if buf:
+            return self.decode(buf.pop())
+        fmin, fmax = (flops_encoded(self.encode(a)[None], num_classes)[0]
+                      for a in (self.min(), self.max()))
+        if hi < fmin or lo > fmax:
+            raise ArchError(f"no subnet has MFLOPs in [{lo}, {hi}]: the space spans "
+                            f"[{fmin:.2f}, {fmax:.2f}] MFLOPs")
+        drawn, batch = 0, 8192
+        while drawn < max_draws:
+            enc = self.sample_encoded(batch, g)
+            f = flops_encoded(enc, num_classes)
+            hit = enc[(f >= lo) & (f <= hi)]
+            drawn += batch
+            if len(hit):
+                buf.extend(hit[::-1])
+                return self.decode(buf.pop())
+        raise ArchError(f"no subnet with MFLOPs in [{lo}, {hi}] found in {max_draws} uniform "
+                        "draws; widen the window")
+
+    # -- evolution operators
+    def mutate(self, arch: ArchConfig, prob: float = 0.2, rng: RngLike = None) -> ArchConfig:
+        """Re-draw each dimension uniformly with probability ``prob``; always a valid config."""
+        g = self._rng(rng)
+        row = self.encode(arch)
+        flip = g.random(len(row)) < prob
+        for j in np.flatnonzero(flip):
+            row[j] = self.choices[j][g.integers(len(self.choices[j]))]
+        return self.decode(row)
+
+    def crossover(self, a: ArchConfig, b: ArchConfig, rng: RngLike = None) -> ArchConfig:
+        """Uniform crossover: each dimension comes from ``a`` or ``b`` with equal chance."""
+        g = self._rng(rng)
+        ra, rb = self.encode(a), self.encode(b)
+        return self.decode(np.where(g.random(len(ra)) < 0.5, ra, rb))
+
+    def __iter__(self) -> Iterator[StageSpace]:
+        return iter(STAGE_SPACES)
+
+    def describe(self) -> str:
+        lines = [f"resolution {_fmt(RESOLUTIONS)}; first conv width {_fmt(STEM_WIDTHS)}"]
+        for sp in STAGE_SPACES:
+            dims = "; ".join(f"{d} {_fmt(sp.choices(d))}" for d in sp.dims)
+            lines.append(f"{sp.name}: {dims}; stride {sp.stride}")
+        lines.append(f"head: MBPool {HEAD_EXPAND}x -> {HEAD_WIDTH}; size {self.size():.3g}")
+        return "\n".join(lines)
+
+
+SPACE = SearchSpace()

@@ -1,0 +1,221 @@
+"""Static ElasticViT subnets: plain ``nn.Module``s, no slicing, no unused parameters.
+
+``StaticViT(arch)`` builds a subnet with fresh weights; :meth:`Supernet.extract` builds the same
+module and loads the supernet's slices into it. Structure (after the official release):
+
+* first conv 3x3/2 + BN + Hardswish;
+* MBConv blocks: [1x1 expand + BN + Hardswish] → kxk depthwise + BN + Hardswish → [SE] →
+  1x1 project + BN; residual = identity, or average pool (stride 2) and/or a 1x1 conv (width
+  change);
+* transformer stages: a fixed MBv3 downsample block (expand 6, kernel 3, SE), then ``depth``
+  pre-norm (attention, FFN) pairs over every pixel as a token. Attention: 16-wide heads,
+  ``C // 16`` of them, V ``16·v_scale`` wide per head, a depthwise 3x3 conv on V over the token
+  grid, relative position bias, Hardswish before the output projection;
+* MBPool head: per-token linear C→6C, BN, Hardswish, mean over tokens, →1984, Hardswish,
+  →classes.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from toolkit.space import HEAD_DIM, HEAD_EXPAND, HEAD_WIDTH, STAGE_SPACES, ArchConfig, ConvStage
+from toolkit.flops import stage_grids
+from toolkit.supernet.layers import hard_sigmoid, init_weights
+
+__all__ = ["StaticViT", "MBConv", "Attention", "FFN", "MBPoolHead", "attention_core",
+           "relative_index", "residual_pool"]
+
+_SCALE = HEAD_DIM ** -0.5
+
+
+def relative_index(grid: int) -> torch.Tensor:
+    """(N, N) index into a flattened (2g-1)² table of relative offsets, N = grid²."""
+    ys, xs = torch.meshgrid(torch.arange(grid), torch.arange(grid), indexing="ij")
+    ys, xs = ys.flatten(), xs.flatten()
+    dy = ys[:, None] - ys[None, :] + grid - 1
+    dx = xs[:, None] - xs[None, :] + grid - 1
+    return dy * (2 * grid - 1) + dx
+
+
+def attention_core(qkv: torch.Tensor, dw_weight: torch.Tensor, bias: torch.Tensor, heads: int,
+                   vdim: int, grid: int) -> torch.Tensor:
+    """Multi-head attention on fused q|k|v tokens (B, N, ·) → Hardswish(attn·V) (B, N, heads·vdim).
+
+    ``bias`` is the (heads, N, N) relative position bias; V goes through a depthwise 3x3 conv
+    over the grid before use.
+    """
+    b, n, _ = qkv.shape
+    q, k, v = qkv.split([HEAD_DIM * heads, HEAD_DIM * heads, vdim * heads], dim=-1)
+    q = q.reshape(b, n, heads, HEAD_DIM).transpose(1, 2)
+    k = k.reshape(b, n, heads, HEAD_DIM).transpose(1, 2)
+    v = v.transpose(1, 2).reshape(b, heads * vdim, grid, grid)
+    v = F.conv2d(v, dw_weight, padding=1, groups=heads * vdim)
+    v = v.reshape(b, heads, vdim, n).transpose(-1, -2)
+    attn = (q * _SCALE) @ k.transpose(-1, -2) + bias
+    out = attn.softmax(dim=-1) @ v
+    return F.hardswish(out.transpose(1, 2).reshape(b, n, heads * vdim))
+
+
+def residual_pool(x: torch.Tensor) -> torch.Tensor:
+    """Stride-2 residual path: 2x2 average pool; odd sides are padded (ceil, like the conv)."""
+    pad = x.shape[-1] % 2
+    return F.avg_pool2d(x, 2, 2, padding=pad, count_include_pad=False) if pad else \
+        F.avg_pool2d(x, 2, 2)
+
+
+class SqueezeExcite(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.reduce = nn.Conv2d(channels, channels // 4, 1)
+        self.expand = nn.Conv2d(channels // 4, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = F.relu(self.reduce(x.mean((2, 3), keepdim=True)))
+        return x * hard_sigmoid(self.expand(s))
+
+
+class MBConv(nn.Module):
+    def __init__(self, cin: int, cout: int, expand: int, kernel: int, stride: int, se: bool):
+        super().__init__()
+        inner = cin * expand
+        self.stride = stride
+        if expand != 1:
+            self.pw = nn.Conv2d(cin, inner, 1, bias=False)
+            self.pw_bn = nn.BatchNorm2d(inner)
+        self.dw = nn.Conv2d(inner, inner, kernel, stride, kernel // 2, groups=inner, bias=False)
+        self.dw_bn = nn.BatchNorm2d(inner)
+        if se:
+            self.se = SqueezeExcite(inner)
+        self.pwl = nn.Conv2d(inner, cout, 1, bias=False)
+        self.pwl_bn = nn.BatchNorm2d(cout)
+        if cin != cout:
+            self.shortcut = nn.Conv2d(cin, cout, 1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.hardswish(self.pw_bn(self.pw(x))) if hasattr(self, "pw") else x
+        h = F.hardswish(self.dw_bn(self.dw(h)))
+        if hasattr(self, "se"):
+            h = self.se(h)
+        h = self.pwl_bn(self.pwl(h))
+        r = residual_pool(x) if self.stride == 2 else x
+        if hasattr(self, "shortcut"):
+            r = self.shortcut(r)
+        return h + r
+
+
+class Attention(nn.Module):
+    """x + Attn(LN(x)) on (B, N, C) tokens of a ``grid x grid`` map."""
+
+    def __init__(self, dim: int, v_scale: int, grid: int):
+        super().__init__()
+        self.heads, self.vdim, self.grid = dim // HEAD_DIM, HEAD_DIM * v_scale, grid
+        hv = self.heads * self.vdim
+        self.norm = nn.LayerNorm(dim)
+        self.qkv = nn.Linear(dim, 2 * HEAD_DIM * self.heads + hv, bias=False)
+        self.dw_v = nn.Conv2d(hv, hv, 3, 1, 1, groups=hv, bias=False)
+        self.proj = nn.Linear(hv, dim)
+        self.rel_bias = nn.Parameter(torch.zeros(self.heads, 2 * grid - 1, 2 * grid - 1))
+        self.register_buffer("rel_index", relative_index(grid), persistent=False)
+
+    def position_bias(self) -> torch.Tensor:
+        return self.rel_bias.flatten(1)[:, self.rel_index]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = attention_core(self.qkv(self.norm(x)), self.dw_v.weight, self.position_bias(),
+                             self.heads, self.vdim, self.grid)
+        return x + self.proj(out)
+
+
+class FFN(nn.Module):
+    def __init__(self, dim: int, mlp_ratio: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.fc1 = nn.Linear(dim, dim * mlp_ratio)
+        self.fc2 = nn.Linear(dim * mlp_ratio, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.fc2(F.hardswish(self.fc1(self.norm(x))))
+
+
+class ConvStageModule(nn.Module):
+    def __init__(self, cin: int, st: ConvStage, stride: int, se: bool):
+        super().__init__()
+        self.blocks = nn.ModuleList(
+            MBConv(cin if i == 0 else st.width, st.width, st.expand, st.kernel,
+                   stride if i == 0 else 1, se) for i in range(st.depth))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for b in self.blocks:
+            x = b(x)
+        return x
+
+
+class TransformerStageModule(nn.Module):
+    def __init__(self, cin: int, width: int, depth: int, mlp_ratio: int, v_scale: int,
+                 stride: int, grid: int):
+        super().__init__()
+        self.reduction = MBConv(cin, width, 6, 3, stride, se=True)
+        self.attns = nn.ModuleList(Attention(width, v_scale, grid) for _ in range(depth))
+        self.ffns = nn.ModuleList(FFN(width, mlp_ratio) for _ in range(depth))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.reduction(x)
+        b, c, h, w = x.shape
+        t = x.flatten(2).transpose(1, 2)  # every pixel is a token
+        for attn, ffn in zip(self.attns, self.ffns):
+            t = ffn(attn(t))
+        return t.transpose(1, 2).reshape(b, c, h, w)
+
+
+class MBPoolHead(nn.Module):
+    def __init__(self, dim: int, num_classes: int):
+        super().__init__()
+        hid = HEAD_EXPAND * dim
+        self.pre0 = nn.Linear(dim, hid, bias=False)
+        self.bn = nn.BatchNorm1d(hid)
+        self.pre1 = nn.Linear(hid, HEAD_WIDTH)
+        self.classifier = nn.Linear(HEAD_WIDTH, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t = self.pre0(x.flatten(2).transpose(1, 2))  # (B, N, 6C)
+        b, n, c = t.shape
+        t = F.hardswish(self.bn(t.reshape(b * n, c))).reshape(b, n, c).mean(1)
+        return self.classifier(F.hardswish(self.pre1(t)))
+
+
+class StaticViT(nn.Module):
+    """One ElasticViT subnet as a plain network. Input: (B, 3, H, W) images, resized (bicubic)
+    to ``arch.resolution`` when they are not already that size."""
+
+    def __init__(self, arch: ArchConfig, num_classes: int = 1000):
+        super().__init__()
+        if not isinstance(arch, ArchConfig):
+            raise TypeError(f"arch must be an ArchConfig, got {type(arch).__name__}")
+        self.arch, self.num_classes = arch, num_classes
+        grids = stage_grids(arch.resolution)
+        self.first_conv = nn.Conv2d(3, arch.stem_width, 3, 2, 1, bias=False)
+        self.first_bn = nn.BatchNorm2d(arch.stem_width)
+        stages: list[nn.Module] = []
+        cin = arch.stem_width
+        for sp, st in zip(STAGE_SPACES, arch.stages):
+            if sp.kind == "conv":
+                stages.append(ConvStageModule(cin, st, sp.stride, sp.se))
+            else:
+                stages.append(TransformerStageModule(cin, st.width, st.depth, st.mlp_ratio,
+                                                     st.v_scale, sp.stride, grids[sp.name]))
+            cin = st.width
+        self.stages = nn.ModuleList(stages)
+        self.head = MBPoolHead(cin, num_classes)
+        init_weights(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        r = self.arch.resolution
+        if x.shape[-2:] != (r, r):
+            x = F.interpolate(x, size=(r, r), mode="bicubic", align_corners=False)
+        x = F.hardswish(self.first_bn(self.first_conv(x)))
+        for s in self.stages:
+            x = s(x)
+        return self.head(x)
