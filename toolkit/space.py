@@ -27,9 +27,10 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence, Union
+from typing import Any, Union
 
 import numpy as np
 
@@ -205,8 +206,8 @@ class ArchConfig:
     def stage(self, name: str) -> Stage:
         return self.stages[STAGE_NAMES.index(name)]
 
-    def replace(self, **changes: Any) -> "ArchConfig":
-        """A copy with top-level fields or whole stages replaced: ``replace(t4=TransformerStage(...))``."""
+    def replace(self, **changes: Any) -> ArchConfig:
+        """A copy with fields or whole stages replaced: ``replace(t4=TransformerStage(...))``."""
         stages = list(self.stages)
         for name in list(changes):
             if name in STAGE_NAMES:
@@ -230,8 +231,8 @@ class ArchConfig:
         return json.dumps(self.to_dict(), **kw)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ArchConfig":
-        """Parse the named_models.json shape; extra keys at the top level (name, MFLOPs...) are ignored."""
+    def from_dict(cls, d: dict[str, Any]) -> ArchConfig:
+        """Parse the named_models.json shape; extra top-level keys (MFLOPs, notes) are ignored."""
         if not isinstance(d, dict):
             raise ArchError(f"an arch config must be a JSON object, got {type(d).__name__}")
         for key in ("resolution", "stem_width", "stages"):
@@ -265,7 +266,7 @@ class ArchConfig:
         return cls(d["resolution"], d["stem_width"], tuple(stages))
 
     @classmethod
-    def from_json(cls, text: str) -> "ArchConfig":
+    def from_json(cls, text: str) -> ArchConfig:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as e:
@@ -273,7 +274,7 @@ class ArchConfig:
         return cls.from_dict(data)
 
     @classmethod
-    def load(cls, path: str | Path) -> "ArchConfig":
+    def load(cls, path: str | Path) -> ArchConfig:
         """Read an arch JSON file (either the bare config or an object with an 'arch' key)."""
         p = Path(path)
         if not p.is_file():

@@ -12,7 +12,7 @@ from __future__ import annotations
 import fnmatch
 import json
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -39,7 +39,7 @@ def _data() -> dict[str, Any]:
     return json.loads(resources.files("toolkit").joinpath("named_models.json").read_text())
 
 
-@lru_cache(maxsize=None)
+@cache
 def _registry() -> dict[str, NamedModel]:
     out = {}
     for name, d in _data()["models"].items():

@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from toolkit.space import HEAD_DIM, HEAD_EXPAND, HEAD_WIDTH, STAGE_SPACES, ArchConfig, ConvStage
 from toolkit.flops import stage_grids
+from toolkit.space import HEAD_DIM, HEAD_EXPAND, HEAD_WIDTH, STAGE_SPACES, ArchConfig, ConvStage
 from toolkit.supernet.layers import hard_sigmoid, init_weights
 
 __all__ = ["StaticViT", "MBConv", "Attention", "FFN", "MBPoolHead", "attention_core",

@@ -1,0 +1,39 @@
+"""Write one benchmark's section of benchmarks/RESULTS.md, with the date and the machine."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import platform
+import re
+from pathlib import Path
+
+RESULTS = Path(__file__).with_name("RESULTS.md")
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import torch
+
+    return (f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, "
+            f"Python {platform.python_version()}, torch {torch.__version__} "
+            f"({torch.get_num_threads()} threads)")
+
+
+def write_section(key: str, title: str, body: str) -> None:
+    """Replace (or append) the section delimited by ``<!-- begin KEY -->`` / ``<!-- end KEY -->``."""
+    stamp = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
+    block = (f"<!-- begin {key} -->\n## {title}\n\n_Measured {stamp} on {machine()}; "
+             f"command: `python benchmarks/{key}.py`._\n\n{body.strip()}\n<!-- end {key} -->")
+    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\n" \
+        "Each section is rewritten by the script named in it.\n"
+    pat = re.compile(rf"<!-- begin {re.escape(key)} -->.*?<!-- end {re.escape(key)} -->", re.S)
+    text = pat.sub(lambda _m: block, text) if pat.search(text) else text.rstrip() + "\n\n" + block
+    RESULTS.write_text(text.rstrip() + "\n")

@@ -1,0 +1,47 @@
+"""Shared fixtures. The reference data in ../shared is read in place, never copied."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+
+@pytest.fixture(scope="session")
+def reference_models() -> dict:
+    """../shared/reference/named_models.json when present (CI has it), else the packaged copy."""
+    p = SHARED / "reference" / "named_models.json"
+    if not p.is_file():
+        from importlib import resources
+
+        p = Path(str(resources.files("toolkit").joinpath("named_models.json")))
+    return json.loads(p.read_text())
+
+
+def randomize_norms(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Give every BN/LN non-trivial affine params and running stats (fresh init hides bugs)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                n = m.num_features
+                m.weight.copy_(torch.rand(n, generator=g) + 0.5)
+                m.bias.copy_(torch.randn(n, generator=g) * 0.1)
+                m.running_mean.copy_(torch.randn(n, generator=g) * 0.1)
+                m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
+            elif isinstance(m, torch.nn.LayerNorm):
+                m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
+                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
+    return model
+
+
+@pytest.fixture(scope="session")
+def supernet():
+    from toolkit.supernet import Supernet
+
+    torch.manual_seed(0)
+    return randomize_norms(Supernet(num_classes=10)).eval()
