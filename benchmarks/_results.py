@@ -28,7 +28,7 @@ def machine() -> str:
 
 
 def write_section(key: str, title: str, body: str) -> None:
-    """Replace (or append) the section delimited by ``<!-- begin KEY -->`` / ``<!-- end KEY -->``."""
+    """Replace (or append) the section between ``<!-- begin KEY -->`` and ``<!-- end KEY -->``."""
     stamp = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
     block = (f"<!-- begin {key} -->\n## {title}\n\n_Measured {stamp} on {machine()}; "
              f"command: `python benchmarks/{key}.py`._\n\n{body.strip()}\n<!-- end {key} -->")
