@@ -1,0 +1,151 @@
+"""``TrainConfig``: every training knob, typed, with JSON round trip and validation."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from toolkit.train.samplers import LEVELS, SAMPLERS
+
+__all__ = ["TrainConfig", "ConfigError"]
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass
+class TrainConfig:
+    """Defaults are the release's (ImageNet) unless noted; ``resolved()`` fills the ``None``
+    fields for the chosen data (the embedded digits get a short CPU-sized schedule)."""
+
+    data: str | None = None  # ImageNet-layout folder; None = embedded digits
+    out: str = "runs/train"
+    sampler: str = "conflict-aware"
+    levels: tuple[float, ...] | None = None  # MFLOPs; digits: 100-500, else the paper's 8
+    level_window: float = 20.0
+    steps: int | None = None  # total optimizer steps; else epochs x steps per epoch
+    epochs: float | None = None  # release: 610
+    batch_size: int | None = None  # per process; release: 96
+    image_size: int = 224  # ImageFolder crop size (digits are 32x32)
+    lr: float | None = None  # absolute; release: 5e-4 x global batch / 512
+    min_lr: float | None = None
+    warmup_lr: float = 1e-6
+    warmup_steps: int | None = None  # release: 5 epochs
+    weight_decay: float = 0.05
+    agc_clip: float = 0.1  # adaptive gradient clipping factor; 0 disables
+    ema_decay: float | None = None  # release: 0.99985
+    label_smoothing: float = 0.1
+    mixup: float = 0.01
+    cutmix: float = 0.01
+    teacher: str | None = None  # "path/to/module.py:factory" building the teacher nn.Module
+    teacher_weights: str | None = None  # its state dict (loaded with weights_only=True)
+    teacher_temp: float = 0.2  # sharpening: softmax(logits / 0.2)
+    alpha_min: float = -1.0
+    alpha_max: float = 1.0
+    alpha_clip: float = 5.0
+    bank_small: int = 150
+    bank_big: int = 50
+    bank_big_from: float = 500.0
+    q_start: float = 0.2
+    q_increment: float = 0.15
+    q_stages: int = 6
+    pref_candidates: int = 5
+    rescore: bool = True  # re-score banks at epoch start and quarter-epochs, as the release
+    eval_every: int | None = None  # steps; 0 = only at the end
+    bn_batches: int | None = None  # BN recalibration batches per evaluated subnet
+    seed: int = 0
+    workers: int | None = None
+    ckpt_every: int | None = None  # steps
+    log_every: int = 1
+    device: str = "auto"  # auto | cpu | cuda
+    amp: bool = True  # bf16 autocast on CUDA; ignored on CPU
+    threads: int | None = None  # torch CPU threads (None: torch default)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.levels is not None:
+            self.levels = tuple(float(v) for v in self.levels)
+
+    def validate(self) -> None:
+        def bad(name: str, value: Any, allowed: str) -> ConfigError:
+            return ConfigError(f"{name} = {value!r} is not allowed; {allowed}")
+
+        if self.sampler not in SAMPLERS:
+            raise bad("sampler", self.sampler, f"choose one of {', '.join(SAMPLERS)}")
+        for name in ("steps", "batch_size", "warmup_steps", "bn_batches", "ckpt_every"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, int) or v < (0 if name == "warmup_steps"
+                                                               else 1)):
+                raise bad(name, v, "use a positive integer")
+        if self.levels is not None and (not self.levels or list(self.levels)
+                                        != sorted(self.levels) or self.levels[0] < 37.4):
+            raise bad("levels", self.levels, "give increasing MFLOPs levels within [37.4, 3191]")
+        if not -1 <= self.alpha_min <= self.alpha_max <= 1:
+            raise bad("alpha_min/alpha_max", (self.alpha_min, self.alpha_max),
+                      "need -1 <= alpha_min <= alpha_max <= 1")
+        if self.teacher and ":" not in self.teacher:
+            raise bad("teacher", self.teacher, "use path/to/module.py:factory_function")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise bad("device", self.device, "choose auto, cpu or cuda")
+
+    def resolved(self, num_train: int, world: int = 1) -> TrainConfig:
+        """A copy with every ``None`` filled for this data set and world size."""
+        digits = self.data is None
+        c = dataclasses.replace(self)
+        if c.levels is None:
+            c.levels = (100.0, 200.0, 300.0, 400.0, 500.0) if digits else tuple(map(float,
+                                                                                    LEVELS))
+        if c.batch_size is None:
+            c.batch_size = 16 if digits else 96
+        steps_per_epoch = max(num_train // (c.batch_size * world), 1)
+        if c.steps is None:
+            epochs = c.epochs if c.epochs is not None else (2.5 if digits else 610)
+            c.steps = max(1, round(epochs * steps_per_epoch))
+        c.epochs = c.steps / steps_per_epoch
+        if c.lr is None:
+            c.lr = 2e-3 if digits else 5e-4 * c.batch_size * world / 512
+        if c.min_lr is None:
+            c.min_lr = c.lr / 100
+        if c.warmup_steps is None:
+            c.warmup_steps = min(round(5 * steps_per_epoch), c.steps // 10) if not digits \
+                else max(1, c.steps // 20)
+        if c.ema_decay is None:
+            c.ema_decay = 0.99 if digits else 0.99985
+        if c.eval_every is None:
+            c.eval_every = 0 if digits else steps_per_epoch
+        if c.bn_batches is None:
+            c.bn_batches = 8 if digits else 65
+        if c.workers is None:
+            c.workers = 0 if digits else 8
+        if c.ckpt_every is None:
+            c.ckpt_every = 20 if digits else steps_per_epoch
+        return c
+
+    # -- JSON
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["levels"] = list(self.levels) if self.levels is not None else None
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ConfigError(f"unknown training option(s) {sorted(unknown)}; known: "
+                              f"{', '.join(sorted(names))}")
+        return cls(**d)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=1) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> TrainConfig:
+        try:
+            return cls.from_dict(json.loads(Path(path).read_text()))
+        except (OSError, json.JSONDecodeError) as e:
+            raise ConfigError(f"cannot read training config {str(path)!r}: {e}") from None
