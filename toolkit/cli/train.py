@@ -29,7 +29,7 @@ HELP = {
     "sampler": "conflict-aware | complexity | sandwich",
     "levels": "complexity levels in MFLOPs (default: 100..500 on digits, else the paper's 8)",
     "steps": "total optimizer steps (overrides --epochs)",
-    "epochs": "training length in epochs (default: 2.5 on digits, 610 otherwise)",
+    "epochs": "training length in epochs (default: 3 on digits, 610 otherwise)",
     "batch_size": "images per process per step (default: 16 on digits, 96 otherwise)",
     "lr": "peak learning rate (default: 2e-3 on digits, 5e-4 x global batch / 512 otherwise)",
     "teacher": "path/to/module.py:factory building a teacher nn.Module (factory(num_classes=N))",
@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
         help_ = HELP.get(f.name, "") + (f" (default: {default})" if default is not None
                                         and f.name not in HELP else "")
         typ = hints[f.name]
-        if typ is bool:
+        if _base_type(typ) is bool:
             p.add_argument(flag, dest=f.name, type=_bool, default=None, metavar="{true,false}",
                            help=help_)
         elif f.name == "levels":

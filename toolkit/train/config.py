@@ -39,8 +39,8 @@ class TrainConfig:
     agc_clip: float = 0.1  # adaptive gradient clipping factor; 0 disables
     ema_decay: float | None = None  # release: 0.99985
     label_smoothing: float = 0.1
-    mixup: float = 0.01
-    cutmix: float = 0.01
+    mixup: float | None = None  # release: 0.01 (a near no-op); digits: 0
+    cutmix: float | None = None
     teacher: str | None = None  # "path/to/module.py:factory" building the teacher nn.Module
     teacher_weights: str | None = None  # its state dict (loaded with weights_only=True)
     teacher_temp: float = 0.2  # sharpening: softmax(logits / 0.2)
@@ -54,9 +54,12 @@ class TrainConfig:
     q_increment: float = 0.15
     q_stages: int = 6
     pref_candidates: int = 5
-    rescore: bool = True  # re-score banks at epoch start and quarter-epochs, as the release
+    # re-score banks at epoch start and quarter-epochs, as the release (digits: off; its
+    # 89-step "epochs" would re-score ~20x more often per step than ImageNet's)
+    rescore: bool | None = None
     eval_every: int | None = None  # steps; 0 = only at the end
     bn_batches: int | None = None  # BN recalibration batches per evaluated subnet
+    eval_images: int | None = None  # evaluate on the first N validation images (None: all)
     seed: int = 0
     workers: int | None = None
     ckpt_every: int | None = None  # steps
@@ -76,7 +79,8 @@ class TrainConfig:
 
         if self.sampler not in SAMPLERS:
             raise bad("sampler", self.sampler, f"choose one of {', '.join(SAMPLERS)}")
-        for name in ("steps", "batch_size", "warmup_steps", "bn_batches", "ckpt_every"):
+        for name in ("steps", "batch_size", "warmup_steps", "bn_batches", "ckpt_every",
+                     "eval_images"):
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or v < (0 if name == "warmup_steps"
                                                                else 1)):
@@ -103,7 +107,7 @@ class TrainConfig:
             c.batch_size = 16 if digits else 96
         steps_per_epoch = max(num_train // (c.batch_size * world), 1)
         if c.steps is None:
-            epochs = c.epochs if c.epochs is not None else (2.5 if digits else 610)
+            epochs = c.epochs if c.epochs is not None else (3.0 if digits else 610)
             c.steps = max(1, round(epochs * steps_per_epoch))
         c.epochs = c.steps / steps_per_epoch
         if c.lr is None:
@@ -115,14 +119,20 @@ class TrainConfig:
                 else max(1, c.steps // 20)
         if c.ema_decay is None:
             c.ema_decay = 0.99 if digits else 0.99985
+        if c.mixup is None:
+            c.mixup = 0.0 if digits else 0.01
+        if c.cutmix is None:
+            c.cutmix = 0.0 if digits else 0.01
+        if c.rescore is None:
+            c.rescore = not digits
         if c.eval_every is None:
             c.eval_every = 0 if digits else steps_per_epoch
         if c.bn_batches is None:
-            c.bn_batches = 8 if digits else 65
+            c.bn_batches = 16 if digits else 65
         if c.workers is None:
             c.workers = 0 if digits else 8
         if c.ckpt_every is None:
-            c.ckpt_every = 20 if digits else steps_per_epoch
+            c.ckpt_every = 50 if digits else steps_per_epoch
         return c
 
     # -- JSON

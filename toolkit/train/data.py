@@ -216,8 +216,8 @@ class ImageFolderDataset(torch.utils.data.Dataset):
         sc = short / min(w, h)
         img = img.resize((max(short, round(w * sc)), max(short, round(h * sc))), Image.BICUBIC)
         w, h = img.size
-        l, t = (w - s) // 2, (h - s) // 2
-        return _to_tensor(img.crop((l, t, l + s, t + s))), label
+        left, top = (w - s) // 2, (h - s) // 2
+        return _to_tensor(img.crop((left, top, left + s, top + s))), label
 
 
 @dataclass

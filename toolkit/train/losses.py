@@ -58,4 +58,6 @@ def alpha_divergence(logits: torch.Tensor, target_probs: torch.Tensor, alpha_min
     p = target_probs.detach().float()
     v_lo, s_lo = _divergence_and_surrogate(logits, p, alpha_min, clip)
     v_hi, s_hi = _divergence_and_surrogate(logits, p, alpha_max, clip)
-    return torch.where(v_lo > v_hi, s_lo, s_hi).mean()
+    surrogate = torch.where(v_lo > v_hi, s_lo, s_hi).mean()
+    value = torch.maximum(v_lo, v_hi).mean()
+    return surrogate + (value - surrogate).detach()  # value: the divergence; gradient: ∇D_α

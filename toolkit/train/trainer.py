@@ -290,7 +290,9 @@ def train(cfg: TrainConfig, resume: bool | str = False, progress: bool = True) -
 
     stream = BatchStream(data.train, cfg.batch_size, cfg.seed, d.rank, d.world, cfg.workers)
     spe = stream.steps_per_epoch
-    val_loader = torch.utils.data.DataLoader(data.val, batch_size=64, num_workers=cfg.workers)
+    val_set = data.val if cfg.eval_images is None else torch.utils.data.Subset(
+        data.val, range(min(cfg.eval_images, len(data.val))))
+    val_loader = torch.utils.data.DataLoader(val_set, batch_size=64, num_workers=cfg.workers)
     calib = [x for _, x, _ in _take(stream, cfg.bn_batches, start=0)]
     archs_eval = eval_archs(cfg.levels, cfg.level_window)
     amp = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" and cfg.amp
@@ -317,13 +319,13 @@ def train(cfg: TrainConfig, resume: bool | str = False, progress: bool = True) -
                                     cfg.cutmix, cfg.label_smoothing)
             progress_frac = step / cfg.steps
             epoch, pos = divmod(step, spe)
-            if isinstance(sampler, ConflictAwareSampler) and cfg.rescore:
-                if pos == 0 and step > 0:  # epoch start: every bank on this batch
-                    sampler.rescore(lambda a: score(a, x, y))
+            rescore = isinstance(sampler, ConflictAwareSampler) and cfg.rescore
+            batch_score = lambda a, x=x, y=y: score(a, x, y)  # noqa: E731
+            if rescore and pos == 0 and step > 0:  # epoch start: every bank on this batch
+                sampler.rescore(batch_score)
             plan = sampler.plan(step, progress_frac)
-            if (isinstance(sampler, ConflictAwareSampler) and cfg.rescore and pos > 0
-                    and pos in {spe // 4, spe // 2, 3 * spe // 4}):
-                sampler.rescore(lambda a: score(a, x, y), plan.level)
+            if rescore and pos > 0 and pos in {spe // 4, spe // 2, 3 * spe // 4}:
+                sampler.rescore(batch_score, plan.level)  # quarter epochs: this level's bank
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, cfg)
             t_probs = None
@@ -349,7 +351,12 @@ def train(cfg: TrainConfig, resume: bool | str = False, progress: bool = True) -
                 loss.backward()
                 losses.append(float(loss.detach()))
                 if sub.explored and isinstance(sampler, ConflictAwareSampler):
-                    sampler.observe(plan.level, sub.arch, score(sub.arch, x, y))
+                    if xm is x:  # no mixing: the training forward already has these logits
+                        s = _mean_across(-float(F.cross_entropy(logits.detach().float(), y)),
+                                         d, device)
+                    else:  # release: an extra forward on the un-mixed batch
+                        s = score(sub.arch, x, y)
+                    sampler.observe(plan.level, sub.arch, s)
             _allreduce_grads(model, d)
             if cfg.agc_clip > 0:
                 adaptive_clip_grad(model.parameters(), cfg.agc_clip)
