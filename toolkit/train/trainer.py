@@ -180,6 +180,19 @@ def _allreduce_grads(model: nn.Module, d: Dist) -> None:
         off += g.numel()
 
 
+def _broadcast_buffers(model: nn.Module, d: Dist) -> None:
+    """BN running statistics from rank 0 to all (as DDP's broadcast_buffers does)."""
+    bufs = [b for b in model.buffers() if b.is_floating_point()]
+    if d.world == 1 or not bufs:
+        return
+    flat = torch.cat([b.reshape(-1) for b in bufs])
+    dist.broadcast(flat, 0)
+    off = 0
+    for b in bufs:
+        b.copy_(flat[off:off + b.numel()].view_as(b))
+        off += b.numel()
+
+
 def _mean_across(value: float, d: Dist, device: torch.device) -> float:
     if d.world == 1:
         return value
@@ -362,6 +375,7 @@ def train(cfg: TrainConfig, resume: bool | str = False, progress: bool = True) -
                 adaptive_clip_grad(model.parameters(), cfg.agc_clip)
             opt.step()
             opt.zero_grad(set_to_none=True)
+            _broadcast_buffers(model, d)
             ema.update(model)
             images += len(x) * len(plan.subnets) * d.world
             dt = time.time() - t0

@@ -1,0 +1,111 @@
+"""PyTorch → .tflite with litert-torch (no TensorFlow), in four precisions.
+
+* ``fp32``: plain conversion.
+* ``fp16``: float16 weights (ai-edge-quantizer recipe), computed in fp32 at run time.
+* ``int8-dynamic``: int8 weights, activations quantized on the fly (dynamic range).
+* ``int8``: full integer (static) quantization through PT2E with a calibration set.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import torch
+
+__all__ = ["PRECISIONS", "ConversionError", "convert_tflite", "locate_failure"]
+
+PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8")
+
+
+class ConversionError(RuntimeError):
+    """A model that cannot be converted; the message names the failing op or layer."""
+
+
+def locate_failure(model: torch.nn.Module, example: tuple[torch.Tensor, ...]) -> str | None:
+    """Export the model with torch.export and name the first op/layer that fails, if any."""
+    try:
+        torch.export.export(model, example)
+        return None
+    except Exception as e:  # noqa: BLE001 - we want the message, whatever the type
+        msg = str(e)
+        where = re.findall(r"File \"[^\"]*\", line \d+, in (\w+)", msg)
+        op = re.search(r"(aten::\w+|torch\.ops\.[\w.]+|aten\.\w+)", msg)
+        parts = []
+        if op:
+            parts.append(f"op {op.group(1)}")
+        if where:
+            parts.append(f"in {where[-1]}()")
+        head = msg.strip().splitlines()[0][:300] if msg.strip() else type(e).__name__
+        return f"{' '.join(parts) or type(e).__name__}: {head}"
+
+
+def _atomic_write(data_path: Path, out: Path) -> Path:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(data_path, out)
+    return out
+
+
+def convert_tflite(model: torch.nn.Module, example: Sequence[torch.Tensor], out: str | Path,
+                   precision: str = "fp32",
+                   calibration: Iterable[Sequence[torch.Tensor]] | None = None) -> Path:
+    """Convert ``model`` (eval mode) traced on ``example`` to ``out`` (.tflite).
+
+    The file is written to a temporary name and renamed, so ``out`` is never half-written.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision = {precision!r} is not allowed; choose one of "
+                         f"{', '.join(PRECISIONS)}")
+    if precision == "int8" and calibration is None:
+        raise ValueError("precision int8 (full integer) needs a calibration set: pass a few "
+                         "representative input batches")
+    import litert_torch
+
+    model = model.eval()
+    example = tuple(example)
+    out = Path(out)
+    try:
+        if precision == "fp32":
+            edge = litert_torch.convert(model, example)
+        elif precision in ("fp16", "int8-dynamic"):
+            from litert_torch.generative.quantize import quant_recipes
+
+            recipe = (quant_recipes.full_fp16_recipe() if precision == "fp16"
+                      else quant_recipes.full_dynamic_recipe())
+            edge = litert_torch.convert(model, example, quant_config=recipe)
+        else:
+            edge = _convert_int8_static(model, example, calibration)
+    except Exception as e:  # noqa: BLE001
+        where = locate_failure(model, example)
+        detail = where or f"{type(e).__name__}: {str(e).strip().splitlines()[0][:300]}"
+        raise ConversionError(f"cannot convert {type(model).__name__} to TFLite "
+                              f"({precision}): {detail}") from e
+    fd, tmp = tempfile.mkstemp(suffix=".tflite", dir=out.parent if out.parent.exists() else None)
+    os.close(fd)
+    try:
+        edge.export(tmp)
+        return _atomic_write(Path(tmp), out)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def _convert_int8_static(model, example, calibration):
+    import litert_torch
+    from litert_torch.quantize.pt2e_quantizer import (
+        PT2EQuantizer,
+        get_symmetric_quantization_config,
+    )
+    from litert_torch.quantize.quant_config import QuantConfig
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    q = PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True,
+                                                                     is_dynamic=False))
+    pm = prepare_pt2e(torch.export.export(model, example).module(), q)
+    with torch.no_grad():
+        for batch in calibration:
+            pm(*tuple(batch))
+    pm = convert_pt2e(pm, fold_quantize=False)
+    return litert_torch.convert(pm, example, quant_config=QuantConfig(pt2e_quantizer=q))
