@@ -121,7 +121,16 @@ class Attention(nn.Module):
         self.register_buffer("rel_index", relative_index(grid), persistent=False)
 
     def position_bias(self) -> torch.Tensor:
+        if hasattr(self, "pos_bias"):  # frozen for export: a constant, no gather
+            return self.pos_bias
         return self.rel_bias.flatten(1)[:, self.rel_index]
+
+    @torch.no_grad()
+    def freeze_position_bias(self) -> None:
+        """Replace the table + gather by the precomputed (heads, N, N) bias constant."""
+        bias = self.position_bias().detach().clone()
+        del self.rel_bias
+        self.register_buffer("pos_bias", bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = attention_core(self.qkv(self.norm(x)), self.dw_v.weight, self.position_bias(),

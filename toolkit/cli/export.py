@@ -1,0 +1,145 @@
+"""``evit-export``: a subnet as a deployable, parity-checked .tflite or .onnx.
+
+    evit-export --model elasticvit_s1                         # named model, fresh weights
+    evit-export --arch subnet.json --supernet runs/train/supernet.pt --format tflite
+    evit-export --model elasticvit_t0 --supernet ckpt.pt --precision int8 --out t0.tflite
+
+With --supernet, the subnet's weights are sliced from the checkpoint (EMA weights) and its BN
+statistics recalibrated on the checkpoint's training data (or --data). Writes the artifact and
+ARTIFACT.json (arch, MFLOPs, params, precision, input shape and normalization, parity,
+graph report, tool versions, checkpoint hash). Default output: exports/<name>_<precision>.<fmt>.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from toolkit.checkpoint import CheckpointError, load_checkpoint, load_supernet
+from toolkit.space import ArchConfig, ArchError
+from toolkit.train.data import DataError, build_datasets
+from toolkit.zoo import get_arch, list_models
+
+
+def _norm_info(data_name: str, image_size: int, resolution: int) -> dict:
+    if data_name == "digits":
+        return {"mean": [0.5] * 3, "std": [0.5] * 3, "scale": "pixel/16 for sklearn digits",
+                "preprocess": f"8x8 digit → 32x32 bilinear, gray→3 channels, bicubic to "
+                              f"{resolution}x{resolution}"}
+    return {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "scale": "pixel/255",
+            "preprocess": f"resize short side to {round(image_size / 0.875)} (bicubic), centre "
+                          f"crop {image_size}, bicubic to {resolution}x{resolution}"}
+
+
+def run(args: argparse.Namespace) -> dict:
+    from toolkit.export import export_subnet, sha256_file
+    from toolkit.supernet import StaticViT
+    from toolkit.train.evaluate import recalibrate_bn
+
+    if bool(args.model) == bool(args.arch):
+        raise ArchError("give exactly one of --model NAME or --arch subnet.json")
+    arch = get_arch(args.model) if args.model else ArchConfig.load(args.arch)
+    name = args.model or Path(args.arch).stem
+    r = arch.resolution
+    source: dict = {"model": args.model, "arch_file": args.arch}
+    calib = parity = None
+    norm = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "scale": "pixel/255"}
+    if args.supernet:
+        ck = load_checkpoint(args.supernet)
+        data_dir = args.data if args.data is not None else ck.get("config", {}).get("data")
+        image_size = ck.get("config", {}).get("image_size", 224)
+        data = build_datasets(data_dir, image_size)
+        supernet = load_supernet(args.supernet)
+        if data.num_classes != supernet.num_classes:
+            raise DataError(f"the calibration data has {data.num_classes} classes, the supernet "
+                            f"{supernet.num_classes}")
+        g = torch.Generator().manual_seed(0)
+        idx = torch.randperm(len(data.train), generator=g)[:args.bn_batches * 32]
+        batches = [torch.stack([data.train[int(i)][0] for i in idx[k:k + 32]])
+                   for k in range(0, len(idx), 32)]
+        resize = lambda x: torch.nn.functional.interpolate(  # noqa: E731
+            x, size=(r, r), mode="bicubic", align_corners=False)
+        recalibrate_bn(supernet, arch, batches)
+        net = supernet.extract(arch).eval()
+        vals = torch.stack([data.val[i][0] for i in range(min(args.parity_samples,
+                                                               len(data.val)))])
+        parity = resize(vals)
+        calib = [resize(b) for b in batches[:4]]
+        norm = _norm_info(data.name, image_size, r)
+        source.update({"supernet": str(args.supernet), "supernet_sha256":
+                       sha256_file(args.supernet), "bn_recalibration_images": len(idx),
+                       "calibration_data": data.name, "weights": "supernet EMA"})
+    else:
+        torch.manual_seed(args.seed)
+        net = StaticViT(arch, args.num_classes).eval()
+        source["weights"] = "random (no --supernet given): for latency and size work only"
+        if args.precision == "int8":
+            calib = [torch.randn(1, 3, r, r) for _ in range(8)]
+            source["calibration_data"] = "random normal (no --supernet/--data)"
+    out = Path(args.out) if args.out else Path("exports") / f"{name}_{args.precision}.{args.format}"
+    if args.parity_samples and parity is None:
+        parity = torch.randn(args.parity_samples, 3, r, r,
+                             generator=torch.Generator().manual_seed(1))
+    res = export_subnet(net, out, args.format, args.precision, parity, calib, norm, source)
+    return res.meta | {"artifact": str(res.artifact), "sidecar": str(res.sidecar)}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="evit-export", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", help=f"a named model ({', '.join(list_models())})")
+    p.add_argument("--arch", help="an arch JSON file (e.g. from evit-search)")
+    p.add_argument("--supernet", help="supernet checkpoint to take the weights from")
+    p.add_argument("--data", help="data for BN recalibration/calibration/parity (default: the "
+                   "checkpoint's training data)")
+    p.add_argument("--format", choices=("tflite", "onnx"), default="tflite",
+                   help="artifact format (default: tflite)")
+    p.add_argument("--precision", choices=("fp32", "fp16", "int8-dynamic", "int8"),
+                   default="fp32", help="fp32 | fp16 | int8-dynamic | int8 (full integer, "
+                   "calibrated) (default: fp32)")
+    p.add_argument("--out", help="artifact path (default: exports/<name>_<precision>.<format>)")
+    p.add_argument("--num-classes", type=int, default=1000,
+                   help="classes when no --supernet is given (default: 1000)")
+    p.add_argument("--bn-batches", type=int, default=8,
+                   help="batches of 32 for BN recalibration (default: 8)")
+    p.add_argument("--parity-samples", type=int, default=16,
+                   help="inputs compared against PyTorch (default: 16)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="print the sidecar as JSON")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        meta = run(args)
+    except (ArchError, KeyError, CheckpointError, DataError, ValueError) as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"evit-export: error: {msg}", file=sys.stderr)
+        return 2
+    except Exception as e:  # conversion failures name the op/layer
+        from converters import ConversionError
+
+        if isinstance(e, ConversionError):
+            print(f"evit-export: error: {e}", file=sys.stderr)
+            return 2
+        raise
+    if args.json:
+        print(json.dumps(meta, indent=1))
+    else:
+        p = meta["parity"]
+        print(f"{meta['artifact']}: {meta['size_bytes'] / 1e6:.2f} MB "
+              f"({meta['size_over_fp32_weights']:.2f}x fp32 weights), {meta['mflops']:.1f} "
+              f"MFLOPs, {meta['precision']}; parity vs PyTorch: max abs err "
+              f"{p['max_abs_error']:.2e}, top-1 agreement {p['top1_agreement'] * 100:.0f}% "
+              f"({p['samples']} inputs)")
+        print(f"metadata: {meta['sidecar']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

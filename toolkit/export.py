@@ -1,0 +1,138 @@
+"""Export-time optimization of static ElasticViT subnets, and the ``evit-export`` pipeline.
+
+``optimize_for_export`` returns a copy of a :class:`StaticViT` with every BatchNorm folded
+into the preceding conv/linear and the relative position bias precomputed for the subnet's
+token grid (a constant, so the graph has no gather). The result computes the same function
+(eval mode) and converts to a graph XNNPACK runs end to end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import hashlib
+import json
+import os
+import platform
+import tempfile
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from toolkit.flops import flops, params
+from toolkit.space import ArchConfig
+from toolkit.supernet.static import Attention, MBConv, StaticViT
+
+__all__ = ["optimize_for_export", "fold_bn", "ExportResult", "export_subnet", "tool_versions",
+           "sha256_file"]
+
+
+@torch.no_grad()
+def fold_bn(layer: nn.Module, bn: nn.modules.batchnorm._BatchNorm) -> nn.Module:
+    """A copy of conv/linear ``layer`` with ``bn`` (eval statistics) folded in, with bias."""
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    shift = bn.bias - bn.running_mean * scale
+    new = copy.deepcopy(layer)
+    shape = (-1,) + (1,) * (layer.weight.ndim - 1)
+    new.weight.copy_(layer.weight * scale.view(shape))
+    old_bias = layer.bias if layer.bias is not None else torch.zeros_like(shift)
+    new.bias = nn.Parameter(old_bias * scale + shift)
+    return new
+
+
+@torch.no_grad()
+def optimize_for_export(net: StaticViT) -> StaticViT:
+    net = copy.deepcopy(net).eval()
+    net.first_conv = fold_bn(net.first_conv, net.first_bn)
+    net.first_bn = nn.Identity()
+    for m in list(net.modules()):
+        if isinstance(m, MBConv):
+            for conv, bn in (("pw", "pw_bn"), ("dw", "dw_bn"), ("pwl", "pwl_bn")):
+                if hasattr(m, conv):
+                    setattr(m, conv, fold_bn(getattr(m, conv), getattr(m, bn)))
+                    setattr(m, bn, nn.Identity())
+        elif isinstance(m, Attention):
+            m.freeze_position_bias()
+    net.head.pre0 = fold_bn(net.head.pre0, net.head.bn)
+    net.head.bn = nn.Identity()
+    return net
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def tool_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for pkg in ("evit", "torch", "litert-torch", "ai-edge-litert", "onnx", "onnxruntime",
+                "numpy"):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            out[pkg] = metadata.version(pkg)
+    return out
+
+
+@dataclass
+class ExportResult:
+    artifact: Path
+    sidecar: Path
+    meta: dict[str, Any]
+
+
+def export_subnet(net: StaticViT, out: str | Path, fmt: str = "tflite",
+                  precision: str = "fp32", parity_inputs: torch.Tensor | None = None,
+                  calibration: list[torch.Tensor] | None = None,
+                  normalization: dict[str, Any] | None = None,
+                  source: dict[str, Any] | None = None) -> ExportResult:
+    """Optimize, convert, parity-check and describe one static subnet.
+
+    Writes ``out`` and ``out`` + ``.json`` (the sidecar); both atomically.
+    """
+    from converters import check_parity, convert_onnx, convert_tflite, graph_report
+
+    arch: ArchConfig = net.arch
+    r = arch.resolution
+    out = Path(out)
+    opt = optimize_for_export(net)
+    example = (torch.zeros(1, 3, r, r),)
+    calib = None if calibration is None else [(c[:1],) for c in calibration]
+    if fmt == "tflite":
+        convert_tflite(opt, example, out, precision, calib)
+    elif fmt == "onnx":
+        convert_onnx(opt, example, out, precision, calib)
+    else:
+        raise ValueError(f"format = {fmt!r} is not allowed; choose tflite or onnx")
+    if parity_inputs is None:
+        parity_inputs = torch.randn(8, 3, r, r, generator=torch.Generator().manual_seed(0))
+    parity = check_parity(net.eval(), out, parity_inputs)
+    fp32_weight_bytes = 4 * params(arch, net.num_classes)
+    meta: dict[str, Any] = {
+        "format": fmt, "precision": precision, "arch": arch.to_dict(),
+        "mflops": round(flops(arch, net.num_classes), 3),
+        "params": params(arch, net.num_classes), "num_classes": net.num_classes,
+        "input": {"shape": [1, 3, r, r], "layout": "NCHW", "dtype": "float32",
+                  **(normalization or {})},
+        "output": {"shape": [1, net.num_classes], "meaning": "logits"},
+        "parity": parity.to_dict(),
+        "size_bytes": out.stat().st_size,
+        "size_over_fp32_weights": round(out.stat().st_size / fp32_weight_bytes, 4),
+        "sha256": sha256_file(out), "tools": tool_versions(), "source": source or {},
+    }
+    if fmt == "tflite":
+        rep = graph_report(out)
+        meta["graph"] = {"ops": rep.ops, "custom_ops": rep.custom_ops, "flex_ops": rep.flex_ops,
+                         "fully_xnnpack": rep.fully_xnnpack}
+    sidecar = out.with_name(out.name + ".json")
+    fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".json")
+    with os.fdopen(fd, "w") as f:
+        json.dump(meta, f, indent=1)
+        f.write("\n")
+    os.replace(tmp, sidecar)
+    return ExportResult(out, sidecar, meta)
