@@ -108,8 +108,18 @@ def main() -> None:
     ap.add_argument("--per-level", type=int, default=6)
     ap.add_argument("--work", default="runs/bench_train")
     ap.add_argument("--samplers", nargs="+", default=list(SAMPLERS))
+    ap.add_argument("--render-only", action="store_true",
+                    help="rewrite the RESULTS.md section from WORK/results.json")
+    ap.add_argument("--note", default="", help="a sentence appended to the section")
     args = ap.parse_args()
     work = Path(args.work)
+    if args.render_only:
+        res = json.loads((work / "results.json").read_text())
+        for r in res.values():
+            r["eval"]["levels"] = {int(k): v for k, v in r["eval"]["levels"].items()}
+        write_section("train_samplers", "Supernet training: samplers at equal budget (issue 3)",
+                      render(res, args))
+        return
     res = {}
     for s in args.samplers:
         res[s] = {"train": train_one(s, args.steps, work)}
@@ -160,6 +170,8 @@ def render(res: dict, args) -> str:
         lines.append(f"| {n} | {t['median_step_s']:.2f} | {t['img_per_s_per_subnet_step']:.1f} |"
                      f" {t['seconds']:.0f} |")
     lines.append("\nNo GPU was available to this session; GPU throughput is not measured yet.")
+    if args.note:
+        lines.append("\n" + args.note)
     return "\n".join(lines)
 
 
