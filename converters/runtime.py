@@ -29,7 +29,23 @@ def capture_fd2():
             box["text"] = f.read().decode(errors="replace")
 
 
-class TFLiteRunner:
+class _Runner:
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def time(self, x: np.ndarray, runs: int = 50, warmup: int = 5) -> list[float]:
+        """Milliseconds of each of ``runs`` invocations after ``warmup`` untimed ones."""
+        for _ in range(warmup):
+            self(x)
+        ts = []
+        for _ in range(runs):
+            t = time.perf_counter()
+            self(x)
+            ts.append((time.perf_counter() - t) * 1e3)
+        return ts
+
+
+class TFLiteRunner(_Runner):
     def __init__(self, path: str | Path, threads: int = 1, xnnpack: bool = True):
         from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
@@ -61,18 +77,8 @@ class TFLiteRunner:
             y = (y.astype(np.float32) - zero) * scale
         return y
 
-    def time(self, x: np.ndarray, runs: int = 50, warmup: int = 5) -> list[float]:
-        for _ in range(warmup):
-            self(x)
-        ts = []
-        for _ in range(runs):
-            t = time.perf_counter()
-            self(x)
-            ts.append((time.perf_counter() - t) * 1e3)
-        return ts
 
-
-class OnnxRunner:
+class OnnxRunner(_Runner):
     def __init__(self, path: str | Path, threads: int = 1):
         import onnxruntime as ort
 
@@ -85,16 +91,6 @@ class OnnxRunner:
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return self.sess.run(None, {self.name: np.asarray(x, dtype=np.float32)})[0]
-
-    def time(self, x: np.ndarray, runs: int = 50, warmup: int = 5) -> list[float]:
-        for _ in range(warmup):
-            self(x)
-        ts = []
-        for _ in range(runs):
-            t = time.perf_counter()
-            self(x)
-            ts.append((time.perf_counter() - t) * 1e3)
-        return ts
 
 
 def runner_for(path: str | Path, threads: int = 1):
