@@ -47,6 +47,8 @@ def exported(tmp_path_factory):
                                                 "onnx", p, calibration=calib)
     big = get_arch("elasticvit_l1")
     res[("l1", "tflite", "fp32")] = export_subnet(_net(big), out / "l1.tflite")
+    s2 = get_arch("elasticvit_s2")  # res 224: odd 7x7 grids exercise the padded residual pool
+    res[("s2", "tflite", "fp32")] = export_subnet(_net(s2), out / "s2.tflite")
     res[("l1", "tflite", "fp16")] = export_subnet(_net(big), out / "l1_fp16.tflite",
                                                   precision="fp16")
     return res
@@ -67,7 +69,7 @@ def test_every_format_and_precision_runs_with_parity(exported):
 
 
 def test_graph_is_builtin_and_fully_xnnpack(exported):
-    for key in (("min", "tflite", "fp32"), ("l1", "tflite", "fp32")):
+    for key in (("min", "tflite", "fp32"), ("l1", "tflite", "fp32"), ("s2", "tflite", "fp32")):
         g = exported[key].meta["graph"]
         assert g["custom_ops"] == [] and g["flex_ops"] == []
         assert g["fully_xnnpack"] is True

@@ -22,7 +22,10 @@ plus exactly these terms (:func:`counted_macs_corrections`, checked in
 * **MBConv shortcut**: a stride-2 block is charged ``in·C·r²`` for a shortcut conv even when
   ``in == C`` (then the shortcut is a plain average pool); the stride-1 shortcut conv of the
   first mbv2_1 block (only when its width differs from the first conv's) is not counted.
-* Not counted by either: norms, activations, biases, pooling, the input resize.
+* **odd-grid residual pool**: on an odd grid the stride-2 shortcut average pool is a depthwise
+  2x2 conv (so that XNNPACK runs it), 4 MACs per output plus 4 per output for its count map
+  (a constant after conversion).
+* Not counted by either: norms, activations, biases, even-grid pooling, the input resize.
 """
 
 from __future__ import annotations
@@ -224,7 +227,7 @@ def counted_macs_corrections(arch: ArchConfig) -> dict[str, int]:
     """
     g = stage_grids(arch.resolution)
     out = {"dw_v_conv_9x": 0, "softmax": 0, "downsample_se": 0, "downsample_shortcut": 0,
-           "downsample_true_grid": 0, "mbconv_shortcut": 0}
+           "downsample_true_grid": 0, "mbconv_shortcut": 0, "odd_grid_pool": 0}
     c0 = arch.stem_width
     m1 = arch.stages[0]
     if c0 != m1.width:
@@ -243,6 +246,8 @@ def counted_macs_corrections(arch: ArchConfig) -> dict[str, int]:
                 out["downsample_shortcut"] += cin * st.width * r * r
             if sp.stride == 2:
                 out["downsample_true_grid"] += cin * inner * (prev_grid**2 - (2 * r) ** 2)
+                if prev_grid % 2:
+                    out["odd_grid_pool"] += (cin + 1) * 4 * r * r
             n, h, vd = r * r, st.heads, HEAD_DIM * st.v_scale
             out["dw_v_conv_9x"] += st.depth * 8 * n * vd * h
             out["softmax"] -= st.depth * h * n * n

@@ -60,10 +60,22 @@ def attention_core(qkv: torch.Tensor, dw_weight: torch.Tensor, bias: torch.Tenso
 
 
 def residual_pool(x: torch.Tensor) -> torch.Tensor:
-    """Stride-2 residual path: 2x2 average pool; odd sides are padded (ceil, like the conv)."""
-    pad = x.shape[-1] % 2
-    return F.avg_pool2d(x, 2, 2, padding=pad, count_include_pad=False) if pad else \
-        F.avg_pool2d(x, 2, 2)
+    """Stride-2 residual path: 2x2 average pool; odd sides are padded (ceil, like the conv)
+    and each window averages its real pixels only.
+
+    Written as a depthwise 2x2 conv of 1/4s (zero padding) times a constant 4/count map:
+    ``avg_pool2d(padding=1, count_include_pad=False)`` lowers to STABLEHLO_REDUCE_WINDOW,
+    which XNNPACK does not run, and PAD + AVERAGE_POOL gets fused by XNNPACK into a pool that
+    excludes the padding from its count (so the correction would apply twice).
+    """
+    h, w = x.shape[-2:]
+    if h % 2 == 0 and w % 2 == 0:
+        return F.avg_pool2d(x, 2, 2)
+    c = x.shape[1]
+    quarter = torch.full((c, 1, 2, 2), 0.25, dtype=x.dtype, device=x.device)
+    ones = torch.ones(1, 1, h, w, dtype=x.dtype, device=x.device)
+    count = F.conv2d(ones, quarter[:1], stride=2, padding=1)  # (real pixels) / 4
+    return F.conv2d(x, quarter, stride=2, padding=1, groups=c) / count
 
 
 class SqueezeExcite(nn.Module):
