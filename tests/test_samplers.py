@@ -125,11 +125,10 @@ def test_state_round_trips_through_json_and_continues_identically():
     a = ConflictAwareSampler(seed=11, levels=(100.0, 200.0, 300.0))
     b = ConflictAwareSampler(seed=11, levels=(100.0, 200.0, 300.0))
     for t in range(40):
-        for smp in (a,):
-            p = smp.plan(t, t / 80)
-            for d in p.subnets:
-                if d.explored:
-                    smp.observe(p.level, d.arch, -flops(d.arch) / 1000)
+        p = a.plan(t, t / 80)
+        for d in p.subnets:
+            if d.explored:
+                a.observe(p.level, d.arch, -flops(d.arch) / 1000)
     state = json.loads(json.dumps(a.state_dict()))
     b.load_state_dict(state)
     for t in range(40, 60):

@@ -51,8 +51,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print the resolved configuration as JSON and exit")
     hints = typing.get_type_hints(TrainConfig)
     for f in dataclasses.fields(TrainConfig):
-        if f.name == "extra":
-            continue
         flag = "--" + f.name.replace("_", "-")
         default = f.default
         help_ = HELP.get(f.name, "") + (f" (default: {default})" if default is not None

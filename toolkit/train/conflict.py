@@ -27,6 +27,16 @@ from toolkit.space import ArchConfig, SearchSpace
 from toolkit.supernet import Supernet
 from toolkit.train.evaluate import evaluate_subnets
 
+
+def _bar(items, desc: str):
+    """A progress bar on interactive terminals (tqdm), the plain iterable otherwise."""
+    import sys
+
+    from tqdm import tqdm
+
+    return tqdm(items, desc=desc, disable=not sys.stderr.isatty())
+
+
 __all__ = ["used_mask", "subnet_gradient", "shared_cosine", "flops_pairs", "quality_groups",
            "ConflictReport", "analyze"]
 
@@ -78,8 +88,10 @@ def flops_pairs(model: Supernet, x: torch.Tensor, y: torch.Tensor, n: int = 12,
     space = SearchSpace(seed=seed)
     targets = np.linspace(lo, hi, n)
     archs = [space.sample_at(t, t + 20) for t in targets]
-    grads = [subnet_gradient(model, a, x, y) for a in archs]
-    masks = [used_mask(model, a) for a in archs]
+    grads, masks = [], []
+    for a in _bar(archs, "gradients over the FLOPs range"):
+        grads.append(subnet_gradient(model, a, x, y))
+        masks.append(used_mask(model, a))
     rows = []
     for i, j in itertools.combinations(range(n), 2):
         fi, fj = flops(archs[i], model.num_classes), flops(archs[j], model.num_classes)
@@ -103,7 +115,7 @@ def quality_groups(model: Supernet, x: torch.Tensor, y: torch.Tensor, calib: lis
     groups = {"top": names[:k], "random": list(rng.choice(list(archs), size=k, replace=False))}
     cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
     rows = []
-    for group, members in groups.items():
+    for group, members in _bar(list(groups.items()), "top vs random gradients"):
         for a, b in itertools.combinations(members, 2):
             for nm in (a, b):
                 if nm not in cache:
