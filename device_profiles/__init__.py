@@ -119,7 +119,8 @@ def parse_profile(data: dict, source: str = "<dict>") -> DeviceProfile:
             f"{source}: unknown field(s) {sorted(unknown)}; allowed: {sorted(KNOWN_KEYS)}"
         )
     name = data.get("name")
-    if not isinstance(name, str) or not name or not name.replace("-", "").replace("_", "").isalnum():
+    plain = isinstance(name, str) and name.replace("-", "").replace("_", "").isalnum()
+    if not plain:
         raise _fail(source, "name", name, "use letters, digits, '-' or '_' (e.g. pixel7)")
     match = data.get("match") or {}
     if not isinstance(match, dict):

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 
 # Prefixes put in front of benchmark_model lines by logging, logcat or the TF logger.
 _PREFIXES = [
-    re.compile(r"^\d\d-\d\d \d\d:\d\d:\d\d\.\d+\s+\d+\s+\d+\s+[VDIWEF]\s+[\w.]+\s*:\s?"),  # threadtime
+    # logcat threadtime
+    re.compile(r"^\d\d-\d\d \d\d:\d\d:\d\d\.\d+\s+\d+\s+\d+\s+[VDIWEF]\s+[\w.]+\s*:\s?"),
     re.compile(r"^\d\d-\d\d \d\d:\d\d:\d\d\.\d+\s+[VDIWEF]/[\w.]+\s*\(\s*\d+\):\s?"),  # time
     re.compile(r"^[VDIWEF]/[\w.]+\s*\(\s*\d+\):\s?"),  # brief
     re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [IWE] [\w/.]+:\d+\]\s?"),  # TF logging

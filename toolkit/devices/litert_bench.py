@@ -173,8 +173,8 @@ def _op_tables(rows) -> list[str]:
         return lines
 
     out += table(rows)
-    out += ["", "============================== Top by Computation Time ==============================",
-            head]
+    banner = "=" * 30
+    out += ["", f"{banner} Top by Computation Time {banner}", head]
     out += table(sorted(rows, key=lambda r: -r[3])[:10])
     out += ["", f"Number of nodes executed: {len(rows)}",
             "============================== Summary by node type ==============================",

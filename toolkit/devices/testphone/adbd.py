@@ -13,6 +13,7 @@ accepts (adb lists the phone as unauthorized); ``offline`` accepts TCP but never
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import socket
@@ -129,10 +130,8 @@ class Connection:
         for s in list(self.streams.values()):
             s.closed.set()
             s.inbox.put(None)
-        try:
+        with contextlib.suppress(OSError):
             self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
         self.sock.close()
 
     def _dispatch(self, cmd: int, arg0: int, arg1: int, data: bytes) -> None:
@@ -180,10 +179,8 @@ class Connection:
         except StreamClosed:
             pass
         finally:
-            try:
+            with contextlib.suppress(StreamClosed):
                 stream.close()
-            except StreamClosed:
-                pass
             self.streams.pop(stream.local_id, None)
 
 
@@ -223,12 +220,8 @@ class AdbdServer:
 
     def close(self) -> None:
         self._stop.set()
-        try:
+        with contextlib.suppress(OSError):
             self.listener.shutdown(socket.SHUT_RDWR)  # unblocks accept()
-        except OSError:
-            pass
-        try:
+        with contextlib.suppress(OSError):
             self.listener.close()
-        except OSError:
-            pass
         self.drop_connections()
