@@ -4,6 +4,7 @@
     evit space [--json]                 the search space (Table 1) and its size
     evit flops NAME_OR_ARCH.json        MFLOPs / params of one subnet (with per-part breakdown)
     evit sample [-n N] [--mflops LO HI] [--seed S]   random subnets as JSON lines
+    evit devices [--json]               attached phones (matched to profiles) and known profiles
 """
 
 from __future__ import annotations
@@ -88,6 +89,41 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_devices(args: argparse.Namespace) -> int:
+    from device_profiles import list_profiles
+    from toolkit.devices.adb import client, list_attached
+    from toolkit.devices.base import DeviceError
+
+    profiles = list_profiles()
+    attached, adb_error = [], None
+    try:
+        attached = list_attached(client(args.adb_port, start=not args.no_start_server))
+    except (DeviceError, OSError, Exception) as e:  # noqa: BLE001 - no adb is not fatal here
+        adb_error = f"adb server not reachable ({e}); phones cannot be listed"
+    if args.json:
+        print(json.dumps({
+            "attached": [{"serial": d.serial, "state": d.state,
+                          "profile": d.profile.name if d.profile else None,
+                          "props": d.props} for d in attached],
+            "adb_error": adb_error,
+            "profiles": [p.to_dict() for p in profiles.values()],
+        }, indent=1))
+        return 0
+    print("attached:")
+    if adb_error:
+        print(f"  ({adb_error})")
+    elif not attached:
+        print("  (no phone attached: plug one in with USB debugging on, or `adb connect IP:PORT`;"
+              " `--device host` always works)")
+    for d in attached:
+        print(f"  {d.describe()}")
+    print("profiles:")
+    for p in profiles.values():
+        modes = ", ".join(f"{k}={m.mask}/{m.threads}t" for k, m in p.modes.items())
+        print(f"  {p.name:<10} {p.display:<38} modes: {modes}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.ArgumentDefaultsHelpFormatter
     p = argparse.ArgumentParser(prog="evit", description="ElasticViT search space and model zoo.",
@@ -112,6 +148,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only subnets with MFLOPs in [LO, HI]")
     r.add_argument("--seed", type=int, default=0)
     r.set_defaults(func=cmd_sample)
+    d = sub.add_parser("devices", help="attached phones and device profiles", formatter_class=fmt)
+    d.add_argument("--json", action="store_true")
+    d.add_argument("--adb-port", type=int, default=None,
+                   help="adb server port (default: $ANDROID_ADB_SERVER_PORT or 5037)")
+    d.add_argument("--no-start-server", action="store_true",
+                   help="do not start an adb server if none is running")
+    d.set_defaults(func=cmd_devices)
     return p
 
 

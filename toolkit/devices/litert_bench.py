@@ -202,7 +202,7 @@ def _write_csv(path: str, rows) -> None:
         w = csv.writer(f)
         w.writerow(["node type", "first", "avg_ms", "%", "times called", "name"])
         for r in rows:
-            w.writerow([r[0], f"{r[2]:.3f}", f"{r[3]:.3f}", f"{100 * r[3] / total:.3f}%", 1, r[1]])
+            w.writerow([r[0], f"{r[2]:.6f}", f"{r[3]:.6f}", f"{100 * r[3] / total:.3f}%", 1, r[1]])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,136 @@
+"""``evit-profile``: measure models on a phone (or this machine) and store the results.
+
+    evit-profile --device host --model m.tflite                 # this machine's CPU
+    evit-profile --device pixel6 --model m.tflite --per-layer \\
+        --benchmark-binary ~/android_aarch64_benchmark_model    # an attached Pixel 6
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from toolkit.devices.base import DeviceError, RunSpec
+from toolkit.devices.store import ResultStore, StoreError
+
+
+def default_store() -> str:
+    return os.environ.get("EVIT_STORE", os.path.join("runs", "results.sqlite"))
+
+
+def open_device(name: str, serial: str | None = None, binary=None, adb_port: int | None = None):
+    """A device by profile name/alias (``host`` = this machine) or by adb serial."""
+    from device_profiles import ProfileError, get_profile
+    from toolkit.devices.host import HostDevice
+
+    try:
+        profile = get_profile(name)
+    except ProfileError:
+        profile = None
+    if profile is not None and profile.is_host:
+        return HostDevice(profile)
+    from toolkit.devices.adb import AdbDevice, client, list_attached
+
+    c = client(adb_port)
+    attached = list_attached(c)
+    if profile is None:  # maybe a serial
+        hits = [d for d in attached if d.serial == name]
+        if not hits:
+            raise DeviceError(
+                f"--device {name!r} is neither a known profile nor an attached serial; run "
+                "`evit devices` to see both"
+            )
+        serial = name
+    ready = [d for d in attached if d.state == "device"
+             and (serial is None or d.serial == serial)
+             and (profile is None or (d.profile and d.profile.name == profile.name))]
+    if not ready:
+        seen = "; ".join(d.describe() for d in attached) or "none"
+        raise DeviceError(
+            f"no attached phone matches --device {name}{f' --serial {serial}' if serial else ''}"
+            f" (attached: {seen}). Connect one with USB debugging on, or use --device host"
+        )
+    if len(ready) > 1 and serial is None:
+        raise DeviceError(f"{len(ready)} phones match {name}: "
+                          f"{', '.join(d.serial for d in ready)}; pick one with --serial")
+    return AdbDevice(c, ready[0].serial, profile=ready[0].profile, binary=binary)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="evit-profile", description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--device", required=True,
+                   help="profile name or alias (pixel1, pixel4, pixel6, xiaomi11, host) or "
+                   "an adb serial")
+    p.add_argument("--serial", help="which phone, when several match --device")
+    p.add_argument("--model", help=".tflite file to measure")
+    p.add_argument("--mode", default="", help="a profile mode (e.g. gold-1t); default: the "
+                   "profile's default_mode (see `evit devices`)")
+    p.add_argument("--mask", default="", help="taskset mask in hex (overrides the mode's)")
+    p.add_argument("--threads", type=int, default=0, help="threads (overrides the mode's)")
+    p.add_argument("--runs", type=int, default=50, help="timed runs per invocation")
+    p.add_argument("--warmup", type=int, default=5, help="warm-up runs per invocation")
+    p.add_argument("--repeats", type=int, default=5, help="benchmark_model invocations")
+    p.add_argument("--per-layer", action="store_true", help="also profile every op")
+    p.add_argument("--delegate", default="xnnpack", choices=["xnnpack", "cpu", "gpu"])
+    p.add_argument("--timeout", type=float, default=300.0, help="seconds per invocation")
+    p.add_argument("--max-cooldown", type=float, default=120.0,
+                   help="seconds to wait for a throttled phone to cool down")
+    p.add_argument("--store", default=default_store(), help="SQLite result store")
+    p.add_argument("--label", default="", help="free-form label stored with the result")
+    p.add_argument("--benchmark-binary", help="TFLite benchmark_model for android_aarch64")
+    p.add_argument("--download-binary", action="store_true",
+                   help="download the official nightly benchmark_model (needs internet)")
+    p.add_argument("--binary-sha256", help="refuse a binary whose sha256 differs")
+    p.add_argument("--adb-port", type=int, default=None)
+    p.add_argument("--json", action="store_true", help="print the stored result as JSON")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from toolkit.devices.measure import MeasurementError, layer_table, measure, summary
+
+    if not args.model:
+        print("evit-profile: error: give --model m.tflite (the kernel profiling campaign is "
+              "`evit-profile --device D` without --model once the latency tables land)",
+              file=sys.stderr)
+        return 2
+    try:
+        binary = None
+        if args.device.lower() not in ("host", "cpu", "local", "this-machine"):
+            from toolkit.devices.binary import resolve_binary
+
+            binary = resolve_binary(args.benchmark_binary, args.download_binary,
+                                    sha256=args.binary_sha256)
+        device = open_device(args.device, args.serial, binary, args.adb_port)
+        spec = RunSpec(mode=args.mode, mask=args.mask, threads=args.threads,
+                       warmup_runs=args.warmup, num_runs=args.runs, repeats=args.repeats,
+                       op_profiling=args.per_layer, delegate=args.delegate,
+                       timeout_s=args.timeout, max_cooldown_s=args.max_cooldown)
+        with ResultStore(args.store) as store:
+            result = measure(device, args.model, spec, store=store, label=args.label,
+                             progress=lambda s: print(s, file=sys.stderr))
+    except MeasurementError as e:
+        print(f"evit-profile: error: {e}\n(recorded as invalid in {args.store})", file=sys.stderr)
+        return 1
+    except (DeviceError, StoreError) as e:
+        print(f"evit-profile: error: {e}", file=sys.stderr)
+        return 1
+    if args.json:
+        from dataclasses import asdict
+
+        print(json.dumps(asdict(result), indent=1, default=str))
+        return 0
+    print(summary(result))
+    if args.per_layer:
+        print(layer_table(result))
+    print(f"stored as result {result.id} in {args.store}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

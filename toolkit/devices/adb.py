@@ -1,0 +1,275 @@
+"""Phones over ADB: adbutils talking to a real adb server (adbutils' bundled adb or Debian's).
+
+Every shell argument is quoted with ``shlex.quote`` (Android's mksh understands POSIX single
+quotes), every command has a deadline enforced here (adbutils' own socket timeout only starts
+after the service's OKAY), and a lost connection or a timeout raises DeviceGone/DeviceTimeout.
+Commands use the shell v2 protocol, so exit status and stderr come back separately.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shlex
+import socket
+import struct
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+import adbutils
+
+from device_profiles import DeviceProfile, match_profile
+
+from .base import DeviceError, DeviceGone, DeviceTimeout, ShellResult, Snapshot
+from .benchmark_model import BenchmarkFlags
+from .binary import BenchmarkBinary, sha256_file
+from .hygiene import parse_snapshot, snapshot_command
+
+REMOTE_DIR = "/data/local/tmp/evit"
+IDENTITY_PROPS = (
+    "ro.product.device", "ro.product.model", "ro.product.manufacturer", "ro.board.platform",
+    "ro.soc.model", "ro.build.fingerprint", "ro.build.version.sdk", "ro.build.version.release",
+    "ro.build.type", "ro.hardware", "ro.serialno",
+)
+
+
+def q(*args: str) -> str:
+    """Quote each argument for the device shell."""
+    return " ".join(shlex.quote(str(a)) for a in args)
+
+
+def server_port() -> int:
+    return int(os.environ.get("ANDROID_ADB_SERVER_PORT", "5037"))
+
+
+def client(port: int | None = None, start: bool = True) -> adbutils.AdbClient:
+    """An adbutils client for the adb server on ``port``; starts the server if needed."""
+    port = port or server_port()
+    c = adbutils.AdbClient(host="127.0.0.1", port=port, socket_timeout=10)
+    try:
+        c.server_version()
+        return c
+    except (adbutils.AdbError, OSError):
+        if not start:
+            raise
+    adb = adbutils.adb_path()
+    env = {**os.environ, "ANDROID_ADB_SERVER_PORT": str(port)}
+    r = subprocess.run([adb, "start-server"], env=env, capture_output=True, text=True, timeout=30)
+    if r.returncode != 0:
+        raise DeviceError(f"could not start the adb server ({adb}) on port {port}: {r.stderr}")
+    c.server_version()
+    return c
+
+
+@dataclass
+class AttachedDevice:
+    serial: str
+    state: str  # device | offline | unauthorized | ...
+    props: dict = field(default_factory=dict)
+    profile: DeviceProfile | None = None
+
+    def describe(self) -> str:
+        if self.state != "device":
+            hint = {
+                "unauthorized": "accept the USB-debugging prompt on the phone",
+                "offline": "reconnect the cable or run `adb reconnect`",
+            }.get(self.state, "check `adb devices`")
+            return f"{self.serial}: {self.state} ({hint})"
+        if self.profile is None:
+            keys = ", ".join(f"{k}={self.props.get(k, '?')}" for k in
+                             ("ro.product.device", "ro.product.model", "ro.board.platform"))
+            return (f"{self.serial}: unknown phone ({keys}); add a profile: copy "
+                    "device_profiles/pixel4.yaml to ~/.config/evit/devices/<name>.yaml and set "
+                    f"match: ro.product.device: [{self.props.get('ro.product.device', '?')}]")
+        return f"{self.serial}: {self.profile.name} ({self.profile.display})"
+
+
+def list_attached(c: adbutils.AdbClient | None = None) -> list[AttachedDevice]:
+    c = c or client()
+    out = []
+    for info in c.list(extended=True):
+        dev = AttachedDevice(info.serial, info.state)
+        if info.state == "device":
+            try:
+                dev.props = AdbDevice(c, info.serial).getprops()
+                dev.profile = match_profile(dev.props)
+            except DeviceError:
+                dev.state = "offline"
+        out.append(dev)
+    return out
+
+
+class AdbDevice:
+    """One phone. ``profile`` comes from its properties unless given."""
+
+    runtime = "benchmark_model"
+
+    def __init__(self, c: adbutils.AdbClient, serial: str, profile: DeviceProfile | None = None,
+                 binary: BenchmarkBinary | None = None, remote_dir: str = REMOTE_DIR):
+        self.client, self.serial = c, serial
+        self.dev = c.device(serial)
+        self.binary = binary
+        self.remote_dir = remote_dir
+        self._props: dict[str, str] | None = None
+        self._pushed_binary: str | None = None
+        self._pushed: set[str] = set()  # models and CSVs to remove in cleanup()
+        if profile is None:
+            profile = match_profile(self.getprops())
+            if profile is None:
+                raise DeviceError(AttachedDevice(serial, "device", self.getprops()).describe())
+        self.profile = profile
+
+    # -- transport -------------------------------------------------------------------------
+    def shell(self, cmd: str, timeout: float = 30.0) -> ShellResult:
+        """Run one (already quoted) command line; raise on timeout or a lost device."""
+        deadline = time.monotonic() + timeout
+        try:
+            c = self.dev.open_transport(timeout=min(timeout, 10))
+            c.send_command(f"shell,v2,raw:{cmd}")
+            c.check_okay()
+        except (adbutils.AdbError, OSError) as e:
+            raise DeviceGone(f"{self.serial}: cannot run a command ({e}); is it still attached? "
+                             "(adb devices)") from e
+        sock: socket.socket = c.conn
+        buf, out, err = b"", [], []
+        try:
+            while True:
+                while len(buf) >= 5:
+                    kind, n = buf[0], struct.unpack("<I", buf[1:5])[0]
+                    if len(buf) < 5 + n:
+                        break
+                    data, buf = buf[5:5 + n], buf[5 + n:]
+                    if kind == 1:
+                        out.append(data)
+                    elif kind == 2:
+                        err.append(data)
+                    elif kind == 3:
+                        return ShellResult(data[0] if data else 255,
+                                           b"".join(out).decode("utf-8", "replace"),
+                                           b"".join(err).decode("utf-8", "replace"))
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise DeviceTimeout(
+                        f"{self.serial}: command timed out after {timeout:.0f} s and was killed: "
+                        f"{cmd[:120]}"
+                    )
+                sock.settimeout(min(remaining, 2.0))
+                try:
+                    chunk = sock.recv(65536)
+                except TimeoutError:
+                    continue
+                except OSError as e:
+                    raise DeviceGone(f"{self.serial}: connection lost mid-command ({e})") from e
+                if not chunk:
+                    raise DeviceGone(
+                        f"{self.serial}: the device disconnected while running a command; "
+                        "nothing from this run was stored as valid"
+                    )
+                buf += chunk
+        finally:
+            c.close()
+
+    def check(self, cmd: str, timeout: float = 30.0) -> str:
+        r = self.shell(cmd, timeout)
+        if r.returncode != 0:
+            raise DeviceError(f"{self.serial}: `{cmd[:120]}` failed ({r.returncode}): "
+                              f"{(r.stderr or r.stdout).strip()[:300]}")
+        return r.stdout
+
+    def push(self, local: str | Path, remote: str, mode: int = 0o644) -> None:
+        size = os.path.getsize(local)
+        try:
+            self.dev.sync.push(str(local), remote, mode=mode)
+            st = self.dev.sync.stat(remote)
+        except (adbutils.AdbError, OSError) as e:
+            raise DeviceGone(f"{self.serial}: push of {local} failed ({e})") from e
+        if st.size != size:
+            raise DeviceError(f"{self.serial}: {remote} has {st.size} bytes after push, "
+                              f"expected {size}")
+
+    def pull(self, remote: str, local: str | Path) -> None:
+        try:
+            self.dev.sync.pull(remote, str(local))
+        except (adbutils.AdbError, OSError) as e:
+            raise DeviceGone(f"{self.serial}: pull of {remote} failed ({e})") from e
+
+    # -- identity --------------------------------------------------------------------------
+    def getprops(self) -> dict[str, str]:
+        if self._props is None:
+            text = self.check("getprop", timeout=15)
+            props = {}
+            for line in text.splitlines():
+                if line.startswith("[") and "]: [" in line:
+                    k, v = line[1:].split("]: [", 1)
+                    props[k] = v[:-1] if v.endswith("]") else v
+            self._props = props
+        return self._props
+
+    def fingerprint(self) -> dict:
+        p = self.getprops()
+        return {"serial": self.serial, **{k: p.get(k, "") for k in IDENTITY_PROPS}}
+
+    def runtime_id(self) -> tuple[str, str]:
+        if self.binary is None:
+            raise DeviceError("no benchmark_model binary given (see --benchmark-binary)")
+        return self.runtime, self.binary.sha256
+
+    # -- benchmarking ----------------------------------------------------------------------
+    def _ensure_binary(self) -> str:
+        if self.binary is None:
+            raise DeviceError("no benchmark_model binary given (see --benchmark-binary)")
+        remote = f"{self.remote_dir}/benchmark_model"
+        if self._pushed_binary == self.binary.sha256:
+            return remote
+        self.check(f"mkdir -p {q(self.remote_dir)}")
+        have = self.shell(f"sha256sum {q(remote)}").stdout.split()
+        if not have or have[0] != self.binary.sha256:
+            self.push(self.binary.path, remote, mode=0o755)
+            self.check(f"chmod 755 {q(remote)}")
+        self._pushed_binary = self.binary.sha256
+        return remote
+
+    def prepare_model(self, local_path: str) -> str:
+        self._ensure_binary()
+        remote = f"{self.remote_dir}/{PurePosixPath(str(local_path)).name}"
+        have = self.shell(f"sha256sum {q(remote)}").stdout.split()
+        if not have or have[0] != sha256_file(local_path):
+            self.push(local_path, remote)
+        self._pushed.add(remote)
+        return remote
+
+    def run_benchmark(self, flags: BenchmarkFlags, mask: str, timeout: float) -> str:
+        binary = self._ensure_binary()
+        cmd = f"taskset {q(mask)} {q(binary, *flags.argv())}"
+        try:
+            r = self.shell(cmd, timeout=timeout)
+        except DeviceTimeout:
+            with contextlib.suppress(DeviceError):
+                self.shell("pkill -f benchmark_model", timeout=10)  # don't leave it running
+            raise
+        if r.returncode != 0:
+            raise DeviceError(
+                f"{self.serial}: benchmark_model exited with {r.returncode}: "
+                f"{(r.stderr + r.stdout).strip()[-400:]}"
+            )
+        return r.stdout + r.stderr
+
+    def fetch_op_csv(self, remote_csv: str) -> str | None:
+        self._pushed.add(remote_csv)
+        r = self.shell(f"cat {q(remote_csv)}")
+        return r.stdout if r.returncode == 0 else None
+
+    def snapshot(self) -> Snapshot:
+        cpus = sorted(c for cl in self.profile.clusters for c in cl.cpus) or list(range(8))
+        kv = self.shell(snapshot_command(cpus), timeout=20).stdout
+        thermal = self.shell("dumpsys thermalservice", timeout=20)
+        return parse_snapshot(kv, thermal.stdout if thermal.returncode == 0 else "")
+
+    def cleanup(self) -> None:
+        """Remove the models and files evit put there (the binary stays for the next run)."""
+        if self._pushed:
+            with contextlib.suppress(DeviceError):
+                self.shell(f"rm -f {q(*sorted(self._pushed))}")
+            self._pushed.clear()
