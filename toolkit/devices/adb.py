@@ -48,12 +48,16 @@ def client(port: int | None = None, start: bool = True) -> adbutils.AdbClient:
     """An adbutils client for the adb server on ``port``; starts the server if needed."""
     port = port or server_port()
     c = adbutils.AdbClient(host="127.0.0.1", port=port, socket_timeout=10)
-    try:
+    # probe first: adbutils would otherwise start a server on the default port by itself
+    with socket.socket() as probe:
+        probe.settimeout(2)
+        listening = probe.connect_ex(("127.0.0.1", port)) == 0
+    if listening:
         c.server_version()
         return c
-    except (adbutils.AdbError, OSError):
-        if not start:
-            raise
+    if not start:
+        raise DeviceError(f"no adb server listens on port {port}; start one with "
+                          f"`adb -P {port} start-server`")
     adb = adbutils.adb_path()
     env = {**os.environ, "ANDROID_ADB_SERVER_PORT": str(port)}
     r = subprocess.run([adb, "start-server"], env=env, capture_output=True, text=True, timeout=30)
@@ -93,12 +97,15 @@ def list_attached(c: adbutils.AdbClient | None = None) -> list[AttachedDevice]:
         dev = AttachedDevice(info.serial, info.state)
         if info.state == "device":
             try:
-                dev.props = AdbDevice(c, info.serial).getprops()
+                dev.props = AdbDevice(c, info.serial, profile=_UNMATCHED).getprops()
                 dev.profile = match_profile(dev.props)
             except DeviceError:
                 dev.state = "offline"
         out.append(dev)
     return out
+
+
+_UNMATCHED = DeviceProfile(name="unmatched", display="not matched yet")
 
 
 class AdbDevice:

@@ -183,6 +183,10 @@ class ResultStore:
                      op.get("percent")),
                 )
             cur.execute("COMMIT")
+        except (KeyError, TypeError) as e:
+            cur.execute("ROLLBACK")
+            raise StoreError(f"malformed result ({e!r} missing or of the wrong type); nothing "
+                             "was written") from e
         except BaseException:
             cur.execute("ROLLBACK")
             raise

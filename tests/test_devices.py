@@ -1,0 +1,435 @@
+"""The device layer end to end: adbutils -> the real adb server -> the loopback test phone,
+and the host device. No phone needed; the adb server is the real binary that ships with adbutils.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.server
+import json
+import os
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import adbutils
+import pytest
+import torch
+
+from device_profiles import ProfileError, get_profile, list_profiles, match_profile, parse_profile
+from toolkit.cli import main as evit_main
+from toolkit.cli import profile as profile_cli
+from toolkit.devices.adb import AdbDevice, client, list_attached
+from toolkit.devices.base import BinaryError, DeviceError, DeviceTimeout, RunSpec
+from toolkit.devices.binary import check_binary, download_binary, resolve_binary
+from toolkit.devices.host import HostDevice
+from toolkit.devices.measure import MeasurementError, measure
+from toolkit.devices.store import Result, ResultStore, StoreError
+from toolkit.devices.testphone import TestPhone, fake_benchmark_binary
+from toolkit.devices.testphone.minishell import MiniShell
+
+QUICK = RunSpec(warmup_runs=2, num_runs=10, repeats=2, timeout_s=60, max_cooldown_s=0)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def tiny_tflite(tmp_path_factory) -> Path:
+    from converters import convert_tflite
+
+    class Tiny(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c = torch.nn.Conv2d(3, 16, 3, 2, 1)
+            self.d = torch.nn.Conv2d(16, 16, 3, 1, 1, groups=16)
+            self.fc = torch.nn.Linear(16, 10)
+
+        def forward(self, x):
+            x = torch.nn.functional.hardswish(self.d(torch.relu(self.c(x))))
+            return self.fc(x.mean((2, 3)))
+
+    out = tmp_path_factory.mktemp("models") / "tiny.tflite"
+    convert_tflite(Tiny().eval(), (torch.randn(1, 3, 32, 32),), out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def adb_server():
+    """A real adb server on a private port, killed afterwards."""
+    port = free_port()
+    c = client(port)
+    yield c
+    subprocess.run([adbutils.adb_path(), "kill-server"], timeout=30,
+                   env={**os.environ, "ANDROID_ADB_SERVER_PORT": str(port)}, check=False)
+
+
+@pytest.fixture
+def binary(tmp_path) -> Path:
+    p = tmp_path / "android_aarch64_benchmark_model"
+    p.write_bytes(fake_benchmark_binary())
+    return p
+
+
+class Phones:
+    def __init__(self, c, root: Path):
+        self.c, self.root, self.phones = c, root, []
+
+    def attach(self, profile="pixel4", state="device", wait=True) -> TestPhone:
+        phone = TestPhone(profile, self.root / f"phone{len(self.phones)}", state=state).start()
+        self.phones.append(phone)
+        if state == "offline":  # adb waits for a handshake that never comes: don't block on it
+            threading.Thread(target=self._connect_quietly, args=(phone.address,),
+                             daemon=True).start()
+        else:
+            self.c.connect(phone.address, timeout=5)
+        want = {"device": "device", "unauthorized": "unauthorized", "offline": "offline"}[state]
+        deadline = time.monotonic() + 10
+        while wait and time.monotonic() < deadline:
+            states = {d.serial: d.state for d in self.c.list()}
+            if states.get(phone.address) == want:
+                break
+            time.sleep(0.1)
+        return phone
+
+    def _connect_quietly(self, address):
+        with contextlib.suppress(adbutils.AdbError):
+            self.c.connect(address, timeout=10)
+
+    def close(self):
+        for p in self.phones:
+            with contextlib.suppress(adbutils.AdbError):
+                self.c.disconnect(p.address)
+            p.vanish()
+
+
+@pytest.fixture
+def phones(adb_server, tmp_path):
+    ph = Phones(adb_server, tmp_path)
+    yield ph
+    ph.close()
+
+
+def open_phone(c, phone, binary_path) -> AdbDevice:
+    return AdbDevice(c, phone.address, binary=check_binary(binary_path))
+
+
+# -- profiles ------------------------------------------------------------------------------
+
+def test_shipped_profiles_and_matching():
+    profiles = list_profiles()
+    assert {"pixel1", "pixel4", "pixel6", "xiaomi11", "host"} <= set(profiles)
+    assert match_profile({"ro.product.device": "venus", "ro.product.model": "M2011K2G"}).name == (
+        "xiaomi11")
+    assert match_profile({"ro.product.device": "sailfish"}).name == "pixel1"
+    assert match_profile({"ro.product.model": "Pixel 6"}).name == "pixel6"
+    assert match_profile({"ro.product.device": "zz"}) is None
+    assert get_profile("Oriole").name == "pixel6"
+    p4 = get_profile("pixel4")
+    assert p4.mode("gold-1t").cpus == (4, 5, 6) and p4.mode().mask == "70"
+    host = get_profile("host")
+    assert host.clusters and host.soc and host.mode("1t").threads == 1
+
+
+def test_profile_validation_and_user_profiles(tmp_path, monkeypatch):
+    with pytest.raises(ProfileError, match=r"modes\.x.threads = 3.*at most 1"):
+        parse_profile({"name": "p", "modes": {"x": {"mask": "80", "threads": 3}}})
+    with pytest.raises(ProfileError, match="no 0x|hex without 0x"):
+        parse_profile({"name": "p", "modes": {"x": {"mask": "0x80", "threads": 1}}})
+    with pytest.raises(ProfileError, match="unknown field"):
+        parse_profile({"name": "p", "mode": {}})
+    with pytest.raises(ProfileError, match="unknown device 'pixel9'.*copy"):
+        get_profile("pixel9")
+    (tmp_path / "pixel7.yaml").write_text(
+        "name: pixel7\nmatch: {ro.product.device: [panther]}\nmodes: {big-1t: {mask: '80', "
+        "threads: 1}}\n")
+    monkeypatch.setenv("EVIT_DEVICE_PROFILES", str(tmp_path))
+    assert match_profile({"ro.product.device": "panther"}).name == "pixel7"
+    (tmp_path / "broken.yaml").write_text("name: [unclosed\n")
+    with pytest.raises(ProfileError, match="broken.yaml: not valid YAML"):
+        list_profiles()
+
+
+# -- the mini shell ------------------------------------------------------------------------
+
+def run_shell(line: str) -> tuple[int, str, list[str]]:
+    ran, out = [], []
+
+    def prog(argv, stdin, o, e):
+        ran.append(argv)
+        o((" ".join(argv[1:]) + "\n").encode())
+        return 1 if argv[0] == "false" else 0
+
+    sh = MiniShell(lambda name: prog, lambda p, m: open(os.devnull, m))
+    rc = sh.run(line, b"", lambda b: out.append(b.decode()), lambda b: None)
+    return rc, "".join(out), ran
+
+
+def test_minishell_parses_like_a_shell():
+    assert run_shell("echo 'a b;c' \"d $(echo e)\"")[2][-1] == ["echo", "a b;c", "d e"]
+    rc, _, ran = run_shell("false && touch x || echo y; echo z # comment")
+    assert [a[0] for a in ran] == ["false", "echo", "echo"] and rc == 0
+    _, out, ran = run_shell("echo a; touch $(echo pwned)")  # unquoted: the injection runs
+    assert ["touch", "pwned"] in ran
+
+
+# -- adb: listing, states, identity ----------------------------------------------------------
+
+def test_attached_phones_are_matched_and_unknown_or_broken_ones_explained(phones, tmp_path):
+    p4 = phones.attach("pixel4")
+    unknown = parse_profile({"name": "oddphone", "match": {"ro.product.device": ["zeta"]},
+                             "clusters": [{"name": "all", "cpus": [0, 1], "max_mhz": 2000}],
+                             "modes": {"1t": {"mask": "1", "threads": 1}}})
+    odd = phones.attach(unknown)
+    unauth = phones.attach("pixel6", state="unauthorized")
+    off = phones.attach("xiaomi11", state="offline")
+    seen = {d.serial: d for d in list_attached(phones.c)}
+    assert seen[p4.address].profile.name == "pixel4"
+    assert seen[p4.address].props["ro.product.model"] == "Pixel 4"
+    assert seen[odd.address].profile is None
+    assert "unknown phone" in seen[odd.address].describe()
+    assert "ro.product.device: [zeta]" in seen[odd.address].describe()
+    assert seen[unauth.address].state == "unauthorized"
+    assert "accept the USB-debugging prompt" in seen[unauth.address].describe()
+    assert seen[off.address].state == "offline"
+    with pytest.raises(DeviceError, match="unknown phone"):
+        AdbDevice(phones.c, odd.address)
+
+
+def test_evit_devices_json(phones, capsys):
+    phone = phones.attach("pixel6")
+    port = phones.c.port
+    assert evit_main.main(["devices", "--json", "--adb-port", str(port)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    mine = [d for d in out["attached"] if d["serial"] == phone.address]
+    assert mine and mine[0]["profile"] == "pixel6"
+    assert {p["name"] for p in out["profiles"]} >= {"pixel1", "pixel4", "pixel6", "xiaomi11"}
+
+
+def test_hygiene_reads_profile_frequencies_and_thermal_state(phones, binary):
+    phone = phones.attach("pixel4")
+    dev = open_phone(phones.c, phone, binary)
+    snap = dev.snapshot()
+    assert snap.cpuinfo_max_khz[7] == 2841600 and snap.cpuinfo_max_khz[0] == 1785600
+    assert snap.thermal_status == 0 and not snap.throttled and snap.governor[4] == "schedutil"
+    phone.throttle(60)
+    snap = dev.snapshot()
+    assert snap.thermal_status == 3 and snap.throttled
+    assert snap.capped() == ["cpu7:1704960<2841600"]
+    assert snap.max_temp_c == pytest.approx(71.2)
+
+
+# -- measuring through the phone ----------------------------------------------------------
+
+def test_measure_on_phone_stores_provenance(phones, binary, tiny_tflite, tmp_path):
+    phone = phones.attach("pixel6")
+    dev = open_phone(phones.c, phone, binary)
+    spec = RunSpec(mode="big-2t", warmup_runs=2, num_runs=10, repeats=3, op_profiling=True,
+                   timeout_s=60, max_cooldown_s=0)
+    with ResultStore(tmp_path / "r.sqlite") as store:
+        r = measure(dev, tiny_tflite, spec, store=store, label="t")
+        back = store.get(r.id)
+    assert back.status == "valid" and back.device == "pixel6" and back.mask == "c0"
+    assert back.threads == 2 and len(back.repeat_rows) == 3
+    assert 0 < back.median_ms < 50 and back.p90_ms >= back.median_ms
+    assert back.fingerprint["ro.product.device"] == "oriole"
+    assert "oriole" in back.fingerprint["ro.build.fingerprint"]
+    assert back.binary_sha256 == check_binary(binary).sha256
+    assert back.versions["ai-edge-litert"]
+    types = [o["node_type"] for o in back.op_rows]
+    assert "CONV_2D" in types and "DEPTHWISE_CONV_2D" in types and "FULLY_CONNECTED" in types
+    assert phone.benchmark_runs == 4  # 3 timed + 1 op-profiling invocation
+    # the command really went through taskset with the mode's mask, every argument quoted
+    bench = [c for c in phone.log if "benchmark_model" in c and "taskset" in c]
+    assert bench and all(c.startswith("taskset c0 ") for c in bench)
+    # cleanup removed the model (and the CSV) but kept the binary for the next run
+    left = sorted(p.name for p in (phone.root / "data/local/tmp/evit").iterdir())
+    assert left == ["benchmark_model"]
+    # a second measurement does not push the binary again (hash checked on the device)
+    measure(dev, tiny_tflite, QUICK)
+    assert sum("sha256sum" in c and c.endswith("benchmark_model'") or
+               c.endswith("/benchmark_model") for c in phone.log) >= 1
+
+
+def test_cooldown_wait_is_bounded_and_flagged(phones, binary, tiny_tflite):
+    phone = phones.attach("pixel4")
+    dev = open_phone(phones.c, phone, binary)
+    phone.throttle(1.0)
+    spec = RunSpec(warmup_runs=1, num_runs=5, repeats=1, timeout_s=60, max_cooldown_s=10,
+                   cooldown_poll_s=0.3)
+    r = measure(dev, tiny_tflite, spec)
+    assert any("waited" in f for f in r.flags) and not any("throttled" in f for f in r.flags)
+    phone.throttle(60)
+    t0 = time.monotonic()
+    r = measure(dev, tiny_tflite, RunSpec(warmup_runs=1, num_runs=5, repeats=1, timeout_s=60,
+                                          max_cooldown_s=1.0, cooldown_poll_s=0.3))
+    assert time.monotonic() - t0 < 30
+    assert any("throttled during repeat 0" in f and "cpu7" in f for f in r.flags)
+
+
+def test_security_names_and_arguments_reach_the_device_unchanged(phones, binary, tmp_path,
+                                                                 tiny_tflite):
+    phone = phones.attach("pixel4")
+    dev = open_phone(phones.c, phone, binary)
+    evil = "m 'q' \"d\"; touch pwned1 $(touch pwned2) `touch pwned3` && x.tflite"
+    model = tmp_path / evil
+    model.write_bytes(tiny_tflite.read_bytes())
+    dev.remote_dir = "/data/local/tmp/evit dir;$(touch pwned4)"
+    remote = dev.prepare_model(str(model))
+    assert remote.endswith(evil)
+    on_phone = phone.host_path(remote)
+    assert on_phone.is_file() and on_phone.name == evil
+    r = measure(dev, model, QUICK)
+    assert r.status == "valid" and r.model_name == evil
+    created = [p.name for p in phone.root.rglob("pwned*")]
+    assert created == [], f"injected commands ran on the device: {created}"
+    # the shell saw exactly one --graph argument carrying the whole name
+    assert any(f"--graph={remote}" in c or "pwned1" in c for c in phone.log)
+
+
+def test_disconnect_mid_run_stores_nothing_valid(phones, binary, tiny_tflite, tmp_path):
+    phone = phones.attach("xiaomi11")
+    dev = open_phone(phones.c, phone, binary)
+    phone.fault = "disconnect"
+    with ResultStore(tmp_path / "r.sqlite") as store:
+        with pytest.raises(MeasurementError, match="disconnected|connection lost"):
+            measure(dev, tiny_tflite, QUICK, store=store)
+        assert store.count("valid") == 0 and store.count("invalid") == 1
+        bad = store.results(status="invalid")[0]
+        assert "DeviceGone" in bad.error and bad.median_ms is None
+
+
+def test_hung_run_is_killed_by_its_timeout(phones, binary, tiny_tflite, tmp_path):
+    phone = phones.attach("pixel1")
+    dev = open_phone(phones.c, phone, binary)
+    phone.fault = "hang"
+    spec = RunSpec(warmup_runs=1, num_runs=5, repeats=1, timeout_s=3, max_cooldown_s=0)
+    t0 = time.monotonic()
+    with ResultStore(tmp_path / "r.sqlite") as store:
+        with pytest.raises(MeasurementError, match="timed out after 3 s"):
+            measure(dev, tiny_tflite, spec, store=store)
+        assert store.count("valid") == 0
+    assert time.monotonic() - t0 < 20
+    assert any(c.startswith("pkill") for c in phone.log)  # nothing left running on the phone
+
+
+def test_garbage_output_and_crash_are_invalid(phones, binary, tiny_tflite, tmp_path):
+    phone = phones.attach("pixel4")
+    dev = open_phone(phones.c, phone, binary)
+    with ResultStore(tmp_path / "r.sqlite") as store:
+        phone.fault = "garbage"
+        with pytest.raises(MeasurementError, match="no timing line"):
+            measure(dev, tiny_tflite, QUICK, store=store)
+        phone.fault = "crash"
+        with pytest.raises(MeasurementError, match="exited with 139.*Segmentation"):
+            measure(dev, tiny_tflite, QUICK, store=store)
+        assert store.count("valid") == 0 and store.count("invalid") == 2
+
+
+def test_evit_profile_cli_on_the_phone(phones, binary, tiny_tflite, tmp_path, capsys):
+    phone = phones.attach("pixel4")
+    store = tmp_path / "r.sqlite"
+    args = ["--device", "pixel4", "--serial", phone.address, "--model", str(tiny_tflite),
+            "--per-layer", "--runs", "10", "--warmup", "2", "--repeats", "2", "--store",
+            str(store), "--benchmark-binary", str(binary), "--adb-port", str(phones.c.port),
+            "--max-cooldown", "0"]
+    assert profile_cli.main(args) == 0
+    out = capsys.readouterr().out
+    assert "median" in out and "p90" in out and "mask 70" in out and "CONV_2D" in out
+    assert "stored as result 1" in out
+    # no binary: a clear error, nothing run
+    rc = profile_cli.main(args[:-8] + ["--store", str(store), "--adb-port", str(phones.c.port)])
+    assert rc == 1 and "--benchmark-binary" in capsys.readouterr().err
+
+
+# -- benchmark_model binaries --------------------------------------------------------------
+
+def test_binary_checks(tmp_path, binary, monkeypatch):
+    x86 = tmp_path / "x86"
+    data = bytearray(fake_benchmark_binary())
+    data[18:20] = (62).to_bytes(2, "little")
+    x86.write_bytes(bytes(data))
+    with pytest.raises(BinaryError, match="machine 62, not aarch64"):
+        check_binary(x86)
+    (tmp_path / "script").write_text("#!/bin/sh\n")
+    with pytest.raises(BinaryError, match="not an ELF"):
+        check_binary(tmp_path / "script")
+    with pytest.raises(BinaryError, match="expected 00"):
+        check_binary(binary, sha256="00" * 32)
+    monkeypatch.delenv("EVIT_BENCHMARK_MODEL", raising=False)
+    with pytest.raises(BinaryError, match="--benchmark-binary PATH"):
+        resolve_binary()
+    monkeypatch.setenv("EVIT_BENCHMARK_MODEL", str(binary))
+    assert resolve_binary().path == binary
+
+
+def test_download_is_verified_and_cached(tmp_path, binary, monkeypatch):
+    monkeypatch.setenv("EVIT_CACHE", str(tmp_path / "cache"))
+    handler = lambda *a, **k: http.server.SimpleHTTPRequestHandler(  # noqa: E731
+        *a, directory=str(binary.parent), **k)
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{httpd.server_address[1]}/{binary.name}"
+    try:
+        want = check_binary(binary).sha256
+        got = download_binary(url, sha256=want)
+        assert got.sha256 == want and got.path.parent == tmp_path / "cache" / "benchmark_model"
+        with pytest.raises(BinaryError, match="expected"):
+            download_binary(url, sha256="ab" * 32)
+        assert sorted(p.name for p in got.path.parent.iterdir()) == [want]  # no partial files
+        with pytest.raises(BinaryError, match="could not download"):
+            download_binary(url + ".missing")
+    finally:
+        httpd.shutdown()
+
+
+# -- the host ------------------------------------------------------------------------------
+
+def test_host_device_measures_with_the_same_parser(tiny_tflite, tmp_path):
+    dev = HostDevice()
+    with ResultStore(tmp_path / "r.sqlite") as store:
+        r = measure(dev, tiny_tflite, RunSpec(warmup_runs=2, num_runs=20, repeats=3,
+                                              op_profiling=True, max_cooldown_s=0), store=store)
+    assert r.status == "valid" and r.device == "host" and r.runtime == "litert-host"
+    assert r.fingerprint["cpu"] and r.mask == dev.profile.mode().mask
+    assert len(r.repeat_rows) == 3 and r.median_ms > 0
+    assert {"CONV_2D", "FULLY_CONNECTED"} <= {o["node_type"] for o in r.op_rows}
+    with pytest.raises(DeviceTimeout, match="timed out"):
+        dev.run_benchmark(RunSpec(num_runs=10**9, warmup_runs=1).flags(str(tiny_tflite), 1),
+                          dev.profile.mode().mask, timeout=2)
+    with pytest.raises(DeviceError, match="exceeds"):
+        RunSpec(threads=64).resolve(dev.profile)
+
+
+# -- the store -----------------------------------------------------------------------------
+
+def _result(**kw) -> Result:
+    base = dict(device="host", serial="s", fingerprint={"cpu": "x"}, model_name="m",
+                model_sha256="a" * 64, model_bytes=1, runtime="litert-host", binary_sha256="b",
+                mode="1t", mask="1", threads=1, delegate="xnnpack", warmup_runs=1, num_runs=5,
+                repeats=1, median_ms=1.0)
+    return Result(**{**base, **kw})
+
+
+def test_store_keys_never_mix_and_bad_input_does_not_corrupt(tmp_path):
+    path = tmp_path / "r.sqlite"
+    with ResultStore(path) as store:
+        a = store.add(_result())
+        store.add(_result(threads=2, mask="3"))
+        store.add(_result(binary_sha256="c"))
+        first = store.get(a)
+        assert len(store.results(config=first.config_key)) == 1
+        with pytest.raises(StoreError, match="status"):
+            store.add(_result(status="maybe"))
+        with pytest.raises(StoreError, match="nothing was written"):  # rolled back
+            store.add(_result(op_rows=[{"node_type": "X"}]))
+        assert store.count() == 3
+    bad = tmp_path / "bad.sqlite"
+    bad.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StoreError, match="not a usable evit result store"):
+        ResultStore(bad)
