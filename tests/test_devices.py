@@ -165,7 +165,7 @@ def run_shell(line: str) -> tuple[int, str, list[str]]:
         o((" ".join(argv[1:]) + "\n").encode())
         return 1 if argv[0] == "false" else 0
 
-    sh = MiniShell(lambda name: prog, lambda p, m: open(os.devnull, m))
+    sh = MiniShell(lambda name: prog, lambda p, m: open(os.devnull, m))  # noqa: SIM115
     rc = sh.run(line, b"", lambda b: out.append(b.decode()), lambda b: None)
     return rc, "".join(out), ran
 
