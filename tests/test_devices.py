@@ -28,7 +28,7 @@ from toolkit.devices.host import HostDevice
 from toolkit.devices.measure import MeasurementError, measure
 from toolkit.devices.store import Result, ResultStore, StoreError
 from toolkit.devices.testphone import TestPhone, fake_benchmark_binary
-from toolkit.devices.testphone.minishell import MiniShell
+from toolkit.devices.testphone.minishell import MiniShell, tokenize
 
 QUICK = RunSpec(warmup_runs=2, num_runs=10, repeats=2, timeout_s=60, max_cooldown_s=0)
 
@@ -288,8 +288,13 @@ def test_security_names_and_arguments_reach_the_device_unchanged(phones, binary,
     assert r.status == "valid" and r.model_name == evil
     created = [p.name for p in phone.root.rglob("pwned*")]
     assert created == [], f"injected commands ran on the device: {created}"
-    # the shell saw exactly one --graph argument carrying the whole name
-    assert any(f"--graph={remote}" in c or "pwned1" in c for c in phone.log)
+    # the device shell parsed one --graph word carrying the whole name, nothing else to run
+    bench = next(c for c in phone.log if c.startswith("taskset"))
+    tokens = tokenize(bench)
+    assert all(not isinstance(t, str) for t in tokens)  # no ; && | operators reached the shell
+    assert {k for t in tokens for k, _ in t.parts} == {"lit"}  # no $() or `` to execute
+    words = ["".join(text for _, text in t.parts) for t in tokens]
+    assert f"--graph={remote}" in words
 
 
 def test_disconnect_mid_run_stores_nothing_valid(phones, binary, tiny_tflite, tmp_path):

@@ -264,9 +264,17 @@ class AdbDevice:
         return r.stdout + r.stderr
 
     def fetch_op_csv(self, remote_csv: str) -> str | None:
+        """Pull the op-profiling CSV benchmark_model wrote (None if it wrote none)."""
+        import tempfile
+
         self._pushed.add(remote_csv)
-        r = self.shell(f"cat {q(remote_csv)}")
-        return r.stdout if r.returncode == 0 else None
+        with tempfile.TemporaryDirectory() as tmp:
+            local = Path(tmp) / "ops.csv"
+            try:
+                self.pull(remote_csv, local)
+            except DeviceGone:
+                return None
+            return local.read_text() if local.is_file() else None
 
     def snapshot(self) -> Snapshot:
         cpus = sorted(c for cl in self.profile.clusters for c in cl.cpus) or list(range(8))
