@@ -87,13 +87,55 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--binary-sha256", help="refuse a binary whose sha256 differs")
     p.add_argument("--adb-port", type=int, default=None)
     p.add_argument("--json", action="store_true", help="print the stored result as JSON")
+    p.add_argument("--train-from-table", metavar="TABLE",
+                   help="train the device's latency predictor from a kernel table (a phone table "
+                   "of data/elasticvit_block_lut or an evit latency table) and install it")
+    p.add_argument("--out", help="where --train-from-table writes the predictor (default: the "
+                   "user predictor folder, $EVIT_PREDICTORS)")
     return p
+
+
+def train_from_table(device: str, table_path: str, out: str | None) -> int:
+    import numpy as np
+
+    from device_profiles import get_profile
+    from toolkit.latency import LatencyPredictor, LatencyTable, import_lut, user_predictor_dir
+    from toolkit.space import SPACE, SearchSpace
+
+    name = get_profile(device).name
+    try:
+        table = LatencyTable.load(table_path)
+    except Exception:  # noqa: BLE001 - not our format: try a phone table
+        table = import_lut(table_path, name)
+    codes, ms = table.arrays()
+    pred = LatencyPredictor.fit(name, codes, ms, convention=table.convention,
+                                provenance={"source": str(table_path)})
+    sp = SearchSpace(seed=2023)
+    archs = [sp.sample() for _ in range(500)]
+    from toolkit.latency import kernels
+
+    truth = np.array([table.lookup_sum(kernels(a, table.convention)) for a in archs])
+    err = pred.predict_encoded(np.stack([SPACE.encode(a) for a in archs])) / truth - 1
+    path = out or str(user_predictor_dir() / f"{name}.json")
+    pred.save(path)
+    print(f"trained on {len(table)} kernels; 500 random subnets vs table sums: "
+          f"{100 * np.mean(np.abs(err) <= 0.1):.1f}% within ±10%, "
+          f"{100 * np.mean(np.abs(err) <= 0.05):.1f}% within ±5%; saved {path}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from toolkit.devices.measure import MeasurementError, layer_table, measure, summary
 
+    if args.train_from_table:
+        from toolkit.latency import PredictorError, TableError
+
+        try:
+            return train_from_table(args.device, args.train_from_table, args.out)
+        except (TableError, PredictorError, ValueError) as e:
+            print(f"evit-profile: error: {e}", file=sys.stderr)
+            return 1
     if not args.model:
         print("evit-profile: error: give --model m.tflite (the kernel profiling campaign is "
               "`evit-profile --device D` without --model once the latency tables land)",

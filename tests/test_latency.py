@@ -1,0 +1,117 @@
+"""Kernels, the phone-table importer, predictors (save/load, corrupt files), Table 2."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from toolkit.latency import (
+    LatencyPredictor,
+    LatencyTable,
+    PredictorError,
+    TableError,
+    import_lut,
+    kernel_codes,
+    kernels,
+    load_predictor,
+    parse_key,
+)
+from toolkit.space import SPACE, SearchSpace
+from toolkit.zoo import get_model_info, list_models
+
+LUT = Path(__file__).resolve().parents[2] / "shared" / "data" / "elasticvit_block_lut"
+PHONES = ("pixel1", "pixel4", "pixel6", "xiaomi11")
+needs_lut = pytest.mark.skipif(not LUT.is_dir(), reason="../shared/data not beside the checkout")
+
+
+@pytest.fixture(scope="module")
+def tables():
+    return {p: import_lut(LUT / f"{p}.json") for p in PHONES}
+
+
+@needs_lut
+def test_importer_every_random_subnet_finds_all_its_keys(tables):
+    sp = SearchSpace(seed=5)
+    archs = [sp.sample() for _ in range(1000)] + [SPACE.min(), SPACE.max()]
+    for t in tables.values():
+        assert len(t) == 12116
+        for a in archs:
+            t.lookup_sum(kernels(a))  # raises TableError on a missing key
+    # every key parses back to itself
+    assert all(parse_key(k).key == k for k in tables["pixel4"].rows)
+
+
+@needs_lut
+def test_table_sums_reproduce_the_paper(tables):
+    for name in list_models():
+        info = get_model_info(name)
+        if info.paper_device:
+            got = tables[info.paper_device].lookup_sum(kernels(info.arch))
+            assert got == pytest.approx(info.paper_latency_ms, rel=0.05), name
+
+
+def test_kernels_scalar_matches_vectorized_and_conventions_differ():
+    a = get_model_info("elasticvit_m").arch  # resolution 224: T4 grid 3 (table) vs 4 (network)
+    codes, active = kernel_codes(SPACE.encode(a)[None])
+    assert [k.code for k in kernels(a)] == codes[0][active[0]].tolist()
+    table = {k.kind: k.hw for k in kernels(a, "table")}
+    net = {k.kind: k.hw for k in kernels(a, "network")}
+    assert table["head"] == 3 and net["head"] == 4
+    with pytest.raises(ValueError, match="convention"):
+        kernels(a, "ceil")
+
+
+def test_bad_tables_are_refused(tmp_path):
+    (tmp_path / "t.json").write_text(json.dumps({"conv_1_2": 1.0}))
+    with pytest.raises(TableError, match="malformed kernel key"):
+        import_lut(tmp_path / "t.json")
+    (tmp_path / "t.json").write_text(json.dumps({"firstconv_128_3_16_2_3": -1}))
+    with pytest.raises(TableError, match="must be > 0"):
+        import_lut(tmp_path / "t.json")
+
+
+@needs_lut
+def test_predictor_round_trip_and_corrupt_file(tables, tmp_path):
+    t = tables["pixel6"]
+    codes, ms = t.arrays()
+    p = LatencyPredictor.fit("pixel6", codes, ms, max_iter=60)
+    sp = SearchSpace(seed=9)
+    enc = np.stack([SPACE.encode(sp.sample()) for _ in range(200)])
+    before = p.predict_encoded(enc)
+    p.save(tmp_path / "p.json")
+    q = LatencyPredictor.load(tmp_path / "p.json")
+    np.testing.assert_array_equal(q.predict_encoded(enc), before)
+    assert q.provenance["trained_on"] == len(t)
+    truth = np.array([t.lookup_sum(kernels(a)) for a in [SPACE.decode(e) for e in enc]])
+    assert np.mean(np.abs(before / truth - 1) <= 0.10) > 0.95
+    (tmp_path / "cut.json").write_text((tmp_path / "p.json").read_text()[:5000])
+    with pytest.raises(PredictorError, match="not valid JSON.*regenerate"):
+        LatencyPredictor.load(tmp_path / "cut.json")
+    d = json.loads((tmp_path / "p.json").read_text())
+    del d["kinds"]["attn"]
+    (tmp_path / "partial.json").write_text(json.dumps(d))
+    with pytest.raises(PredictorError, match="damaged or incomplete"):
+        LatencyPredictor.load(tmp_path / "partial.json")
+    (tmp_path / "other.json").write_text(json.dumps({"format": "something"}))
+    with pytest.raises(PredictorError, match="not an evit latency predictor"):
+        LatencyPredictor.load(tmp_path / "other.json")
+
+
+def test_shipped_predictors_load_on_a_fresh_machine(monkeypatch, tmp_path):
+    monkeypatch.setenv("EVIT_PREDICTORS", str(tmp_path))  # no user predictors
+    s1 = get_model_info("elasticvit_s1")
+    for phone in PHONES:
+        p = load_predictor(phone)
+        assert p.device == phone and p.convention == "table"
+    assert load_predictor("pixel4").predict(s1.arch) == pytest.approx(21.0, rel=0.05)
+    with pytest.raises(PredictorError, match="evit-profile --device host"):
+        load_predictor("host")
+
+
+def test_table_save_load(tmp_path):
+    t = LatencyTable("host", "network", "test")
+    t.add(parse_key("firstconv_128_3_16_2_3"), 0.5, 0.01, 5)
+    t.save(tmp_path / "t.json")
+    back = LatencyTable.load(tmp_path / "t.json")
+    assert back.rows == t.rows and back.convention == "network"
