@@ -102,7 +102,7 @@ def main() -> None:
     body += ["", "Subnets/s: vectorized `predict_encoded` on 20,000 encoded subnets after the "
              "kernel cache is warm (target ≥ 50,000).", "",
              "(c) The paper's Table 2: predicted latency of each named model on its device.", "",
-             "| model | device | paper (ms) | table sum (ms) | predicted (ms) | predicted vs paper |",
+             "| model | device | paper (ms) | table sum (ms) | predicted (ms) | vs paper |",
              "|---|---|---|---|---|---|"]
     for name, dev, paper, tsum, ms in rows_c:
         body.append(f"| {name} | {dev} | {paper} | {tsum:.2f} | {ms:.2f} | "
