@@ -91,8 +91,45 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train the device's latency predictor from a kernel table (a phone table "
                    "of data/elasticvit_block_lut or an evit latency table) and install it")
     p.add_argument("--out", help="where --train-from-table writes the predictor (default: the "
-                   "user predictor folder, $EVIT_PREDICTORS)")
+                   "user predictor folder, $EVIT_PREDICTORS); for a campaign, its folder "
+                   "(default runs/profile_<device>)")
+    c = p.add_argument_group("profiling campaign (no --model)")
+    c.add_argument("--kernels", type=int, default=150, help="kernels to measure")
+    c.add_argument("--subnets", type=int, default=12,
+                   help="whole subnets measured end to end (overhead fit and check)")
+    c.add_argument("--num-classes", type=int, default=1000, help="classifier size of the head")
+    c.add_argument("--report", action="store_true",
+                   help="write predicted-vs-measured plots (PNG) and print the accuracy")
+    c.add_argument("--no-install", action="store_true",
+                   help="do not install the trained predictor for the device")
     return p
+
+
+def campaign(args, device) -> int:
+    import shutil
+
+    from toolkit.latency import user_predictor_dir
+    from toolkit.latency.profiler import CampaignConfig, report, run_campaign
+
+    out = args.out or os.path.join("runs", f"profile_{device.profile.name}")
+    cfg = CampaignConfig(kernels=args.kernels, subnets=args.subnets,
+                         num_classes=args.num_classes, runs=min(args.runs, 30),
+                         warmup=args.warmup, repeats=min(args.repeats, 2))
+    summary = run_campaign(device, out, cfg, progress=lambda m: print(m, file=sys.stderr))
+    print(f"{summary['device']}: {summary['kernels']} kernels, {summary['subnets']} subnets; "
+          f"overhead: measured = {summary['overhead']['scale']:.3f} x kernel sum + "
+          f"{summary['overhead']['offset_ms']:.3f} ms; held-out subnets within ±10%: "
+          f"{100 * summary['held_out_within10']:.0f}% (RMSPE "
+          f"{100 * summary['held_out_rmspe']:.1f}%)")
+    if args.report:
+        for path in report(summary, out):
+            print(f"plot: {path}")
+    if not args.no_install:
+        dest = user_predictor_dir() / f"{summary['device']}.json"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(summary["predictor"], dest)
+        print(f"installed the {summary['device']} predictor: {dest}")
+    return 0
 
 
 def train_from_table(device: str, table_path: str, out: str | None) -> int:
@@ -136,11 +173,6 @@ def main(argv: list[str] | None = None) -> int:
         except (TableError, PredictorError, ValueError) as e:
             print(f"evit-profile: error: {e}", file=sys.stderr)
             return 1
-    if not args.model:
-        print("evit-profile: error: give --model m.tflite (the kernel profiling campaign is "
-              "`evit-profile --device D` without --model once the latency tables land)",
-              file=sys.stderr)
-        return 2
     try:
         binary = None
         if args.device.lower() not in ("host", "cpu", "local", "this-machine"):
@@ -149,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
             binary = resolve_binary(args.benchmark_binary, args.download_binary,
                                     sha256=args.binary_sha256)
         device = open_device(args.device, args.serial, binary, args.adb_port)
+        if not args.model:
+            return campaign(args, device)
         spec = RunSpec(mode=args.mode, mask=args.mask, threads=args.threads,
                        warmup_runs=args.warmup, num_runs=args.runs, repeats=args.repeats,
                        op_profiling=args.per_layer, delegate=args.delegate,
@@ -159,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     except MeasurementError as e:
         print(f"evit-profile: error: {e}\n(recorded as invalid in {args.store})", file=sys.stderr)
         return 1
-    except (DeviceError, StoreError) as e:
+    except (DeviceError, StoreError, ValueError) as e:
         print(f"evit-profile: error: {e}", file=sys.stderr)
         return 1
     if args.json:

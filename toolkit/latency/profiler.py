@@ -1,0 +1,304 @@
+"""The profiling campaign: measure kernels (and whole subnets) on a device, train its predictor.
+
+    evit-profile --device host [--kernels 150] [--subnets 12] [--out runs/profile_host]
+
+1. Choose kernels: the most frequent kernels of random subnets (every kind represented), then
+   rounds that add the kernels where a bootstrap ensemble disagrees most (sampling.py).
+2. Build each kernel as a standalone .tflite from the network's own blocks (static.py, BN
+   folded, position bias frozen, exactly as evit-export builds subnets); files are cached by
+   content in ``$EVIT_CACHE/kernels`` and reused across devices.
+3. Measure through the device layer; every result is appended (and fsync'ed) to
+   ``kernels.jsonl`` before the next starts, so a campaign interrupted at any moment resumes
+   without re-measuring.
+4. Measure whole sampled subnets end to end (``subnets.jsonl``, also resumable) to fit the
+   per-model overhead (measured ≈ scale × kernel sum + offset) and to check the predictor.
+5. Train, evaluate, and install the predictor for the device (user predictor folder).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from toolkit.space import SPACE, ArchConfig, SearchSpace
+
+from .kernels import Kernel, kernel_codes
+from .predictor import LatencyPredictor
+from .sampling import cover, kernel_frequencies, refine
+
+CONVENTION = "network"  # host kernels are keyed by their real shapes
+
+
+class FirstConv(nn.Module):
+    def __init__(self, cout: int):
+        super().__init__()
+        self.first_conv = nn.Conv2d(3, cout, 3, 2, 1, bias=False)
+        self.first_bn = nn.BatchNorm2d(cout)
+
+    def forward(self, x):
+        return F.hardswish(self.first_bn(self.first_conv(x)))
+
+
+def kernel_module(k: Kernel, num_classes: int = 1000) -> tuple[nn.Module, torch.Tensor]:
+    """The block for one kernel (eval mode, BN folded) and an input of its real shape."""
+    from toolkit.export import fold_bn
+    from toolkit.supernet.layers import init_weights
+    from toolkit.supernet.static import FFN, Attention, MBConv, MBPoolHead
+
+    torch.manual_seed(0)
+    if k.kind == "firstconv":
+        m, x = FirstConv(k.cout), torch.randn(1, 3, k.hw, k.hw)
+    elif k.kind in ("mbconv", "transds"):
+        m = MBConv(k.cin, k.cout, k.expand, k.kernel, k.stride, bool(k.se))
+        x = torch.randn(1, k.cin, k.hw, k.hw)
+    elif k.kind == "attn":
+        m, x = Attention(k.cout, k.v, k.hw), torch.randn(1, k.hw * k.hw, k.cout)
+    elif k.kind == "ffn":
+        m, x = FFN(k.cout, k.mlp), torch.randn(1, k.hw * k.hw, k.cout)
+    else:
+        m, x = MBPoolHead(k.cin, num_classes), torch.randn(1, k.cin, k.hw, k.hw)
+    init_weights(m)
+    m.eval()
+    if isinstance(m, FirstConv):
+        m.first_conv, m.first_bn = fold_bn(m.first_conv, m.first_bn), nn.Identity()
+    elif isinstance(m, MBConv):
+        for conv, bn in (("pw", "pw_bn"), ("dw", "dw_bn"), ("pwl", "pwl_bn")):
+            if hasattr(m, conv):
+                setattr(m, conv, fold_bn(getattr(m, conv), getattr(m, bn)))
+                setattr(m, bn, nn.Identity())
+    elif isinstance(m, Attention):
+        m.freeze_position_bias()
+    elif isinstance(m, MBPoolHead):
+        m.pre0, m.bn = fold_bn(m.pre0, m.bn), nn.Identity()
+    return m, x
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("EVIT_CACHE", Path.home() / ".cache" / "evit")) / "kernels"
+
+
+def _versions() -> str:
+    from importlib.metadata import version
+
+    return f"torch={torch.__version__};litert-torch={version('litert-torch')}"
+
+
+def kernel_tflite(k: Kernel, num_classes: int = 1000) -> Path:
+    """The kernel as a .tflite, built once and cached by content (key, classes, tools)."""
+    from converters import convert_tflite
+
+    digest = hashlib.sha256(f"{k.key}|{k.code}|{num_classes}|{_versions()}|v1".encode())
+    path = cache_dir() / f"{k.key}-{digest.hexdigest()[:12]}.tflite"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        m, x = kernel_module(k, num_classes)
+        convert_tflite(m, (x,), path)  # written to a temporary name and renamed
+    return path
+
+
+def subnet_tflite(arch: ArchConfig, num_classes: int = 1000) -> Path:
+    from converters import convert_tflite
+    from toolkit.export import optimize_for_export
+    from toolkit.supernet.static import StaticViT
+
+    digest = hashlib.sha256(f"{arch.to_json()}|{num_classes}|{_versions()}|v1".encode())
+    path = cache_dir() / f"subnet-{digest.hexdigest()[:16]}.tflite"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(0)
+        net = optimize_for_export(StaticViT(arch, num_classes).eval())
+        r = arch.resolution
+        convert_tflite(net, (torch.randn(1, 3, r, r),), path)
+    return path
+
+
+# -- durable logs ---------------------------------------------------------------------------
+
+def read_jsonl(path: Path) -> list[dict]:
+    """Every complete line; a line torn by an interruption is ignored."""
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return out
+
+
+def append_jsonl(path: Path, record: dict) -> None:
+    data = path.read_bytes() if path.is_file() else b""
+    with open(path, "ab") as f:
+        if data and not data.endswith(b"\n"):
+            f.write(b"\n")  # a torn last line stays torn; the new record starts cleanly
+        f.write((json.dumps(record, sort_keys=True) + "\n").encode())
+        f.flush()
+        os.fsync(f.fileno())
+
+
+@dataclass
+class CampaignConfig:
+    kernels: int = 150  # total kernels to measure
+    cover_fraction: float = 0.6  # share chosen by frequency before refinement rounds
+    rounds: int = 2  # refinement rounds for the rest
+    subnets: int = 12  # whole subnets measured end to end (overhead fit + check)
+    num_classes: int = 1000
+    seed: int = 0
+    runs: int = 30
+    warmup: int = 5
+    repeats: int = 2
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def run_campaign(device, out: str | Path, cfg: CampaignConfig = CampaignConfig(),
+                 progress: Callable[[str], None] = print) -> dict:
+    """Run (or resume) a campaign; returns the summary (also written to out/summary.json)."""
+    from toolkit.devices.base import RunSpec
+    from toolkit.devices.measure import measure
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg_path = out / "campaign.json"
+    if cfg_path.is_file():
+        old = json.loads(cfg_path.read_text())
+        if old["config"] != cfg.to_dict() or old["device"] != device.profile.name:
+            raise ValueError(
+                f"{out} holds a campaign with a different configuration or device "
+                f"({old['device']}, {old['config']}); use another --out or the same settings")
+    else:
+        cfg_path.write_text(json.dumps({"device": device.profile.name,
+                                        "config": cfg.to_dict()}, indent=1))
+    spec = RunSpec(warmup_runs=cfg.warmup, num_runs=cfg.runs, repeats=cfg.repeats,
+                   max_cooldown_s=60)
+    klog, slog = out / "kernels.jsonl", out / "subnets.jsonl"
+    done = {r["code"]: r for r in read_jsonl(klog)}
+    if done:
+        progress(f"resuming: {len(done)} kernels already measured")
+
+    def measure_codes(codes: np.ndarray) -> None:
+        for i, code in enumerate(codes.tolist()):
+            if code in done:
+                continue
+            k = Kernel.from_code(code)
+            t0 = time.perf_counter()
+            path = kernel_tflite(k, cfg.num_classes)
+            r = measure(device, path, spec)
+            rec = {"code": code, "key": k.key, "latency_ms": r.median_ms, "std_ms": r.std_ms,
+                   "n": r.repeats * r.num_runs, "flags": r.flags, "result_sha": r.model_sha256}
+            append_jsonl(klog, rec)
+            done[code] = rec
+            progress(f"kernel {len(done)}/{cfg.kernels} {k.key}: {r.median_ms:.4f} ms "
+                     f"({time.perf_counter() - t0:.1f} s)")
+
+    fcodes, counts = kernel_frequencies(20000, seed=cfg.seed, convention=CONVENTION)
+    n_cover = max(6 * 3, int(cfg.kernels * cfg.cover_fraction))
+    measure_codes(cover(fcodes, counts, n_cover))
+    per_round = max(1, (cfg.kernels - len(done)) // max(1, cfg.rounds))
+    while len(done) < cfg.kernels:
+        codes = np.array(list(done), dtype=np.int64)
+        y = np.array([done[c]["latency_ms"] for c in done.keys()])
+        add = refine(codes, y, fcodes, counts, k=min(per_round, cfg.kernels - len(done)),
+                     seed=len(done))
+        if len(add) == 0:
+            break
+        measure_codes(add)
+    # whole subnets, end to end
+    subs = {r["arch"]: r for r in read_jsonl(slog)}
+    sp = SearchSpace(seed=cfg.seed + 1)
+    archs = [sp.sample() for _ in range(cfg.subnets)]
+    for a in archs:
+        key = a.to_json()
+        if key in subs:
+            continue
+        t0 = time.perf_counter()
+        r = measure(device, subnet_tflite(a, cfg.num_classes), spec)
+        rec = {"arch": key, "latency_ms": r.median_ms, "std_ms": r.std_ms}
+        append_jsonl(slog, rec)
+        subs[key] = rec
+        progress(f"subnet {len(subs)}/{cfg.subnets}: {r.median_ms:.3f} ms "
+                 f"({time.perf_counter() - t0:.1f} s)")
+    return finish(device.profile.name, out, cfg)
+
+
+def finish(device_name: str, out: Path, cfg: CampaignConfig) -> dict:
+    """Train on the measured kernels, fit the overhead on the subnets, save the predictor."""
+    rows = read_jsonl(out / "kernels.jsonl")
+    codes = np.array([r["code"] for r in rows], dtype=np.int64)
+    y = np.array([r["latency_ms"] for r in rows])
+    pred = LatencyPredictor.fit(device_name, codes, y, convention=CONVENTION, provenance={
+        "source": f"evit-profile campaign in {out}", "kernels": len(rows),
+        "num_classes": cfg.num_classes})
+    subs = read_jsonl(out / "subnets.jsonl")
+    enc = np.stack([SPACE.encode(ArchConfig.from_json(s["arch"])) for s in subs])
+    measured = np.array([s["latency_ms"] for s in subs])
+    sums = pred.kernel_sum_encoded(enc)
+    # overhead: fitted on half the subnets, checked on the other half; with few subnets only a
+    # scale (median ratio), with enough a least-squares scale + offset
+    half = len(subs) // 2
+    if half >= 6:
+        pred.fit_overhead(sums[:half], measured[:half])
+    elif half >= 1:
+        pred.scale, pred.offset_ms = float(np.median(measured[:half] / sums[:half])), 0.0
+    predicted = pred.scale * sums + pred.offset_ms
+    err = predicted / measured - 1
+    held = err[half:] if half >= 2 else err
+    pred.provenance["subnets"] = len(subs)
+    pred.save(out / f"{device_name}.json")
+    summary = {
+        "device": device_name, "kernels": len(rows), "subnets": len(subs),
+        "overhead": {"scale": pred.scale, "offset_ms": pred.offset_ms},
+        "held_out_within10": float(np.mean(np.abs(held) <= 0.10)),
+        "held_out_within5": float(np.mean(np.abs(held) <= 0.05)),
+        "held_out_rmspe": float(np.sqrt(np.mean(held ** 2))),
+        "raw_sum_ratio_median": float(np.median(measured / sums)),
+        "predictor": str(out / f"{device_name}.json"),
+        "points": [{"measured_ms": float(m), "predicted_ms": float(p), "kernel_sum_ms": float(s)}
+                   for m, p, s in zip(measured, predicted, sums)],
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def report(summary: dict, out: Path) -> list[Path]:
+    """Predicted-vs-measured scatter and error histogram (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pts = summary["points"]
+    m = np.array([p["measured_ms"] for p in pts])
+    p = np.array([p["predicted_ms"] for p in pts])
+    fig, ax = plt.subplots(1, 2, figsize=(10, 4))
+    ax[0].scatter(m, p, s=14)
+    lim = [0, max(m.max(), p.max()) * 1.05]
+    ax[0].plot(lim, lim, "k--", lw=1)
+    ax[0].plot(lim, [v * 1.1 for v in lim], "r:", lw=1)
+    ax[0].plot(lim, [v * 0.9 for v in lim], "r:", lw=1)
+    ax[0].set(xlabel="measured (ms)", ylabel="predicted (ms)",
+              title=f"{summary['device']}: subnets end to end")
+    ax[1].hist(100 * (p / m - 1), bins=20)
+    ax[1].set(xlabel="prediction error (%)", ylabel="subnets", title="error histogram")
+    fig.tight_layout()
+    path = Path(out) / f"{summary['device']}_predictor.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return [path]
+
+
+def kernel_codes_of(arch: ArchConfig) -> np.ndarray:
+    codes, active = kernel_codes(SPACE.encode(arch)[None], CONVENTION)
+    return codes[0][active[0]]
