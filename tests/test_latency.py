@@ -115,3 +115,38 @@ def test_table_save_load(tmp_path):
     t.save(tmp_path / "t.json")
     back = LatencyTable.load(tmp_path / "t.json")
     assert back.rows == t.rows and back.convention == "network"
+
+
+@pytest.mark.slow
+def test_campaign_resumes_without_remeasuring(tmp_path, monkeypatch):
+    from toolkit.devices.host import HostDevice
+    from toolkit.latency.profiler import CampaignConfig, read_jsonl, run_campaign
+
+    monkeypatch.setenv("EVIT_CACHE", str(tmp_path / "cache"))
+    dev = HostDevice()
+    calls = []
+    real = dev.run_benchmark
+    dev.run_benchmark = lambda *a, **k: (calls.append(a[0].graph), real(*a, **k))[1]
+    cfg = CampaignConfig(kernels=18, subnets=0, runs=5, warmup=1, repeats=1)
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_five(msg):
+        if msg.startswith("kernel 5/"):
+            raise Stop
+
+    with pytest.raises(Stop):
+        run_campaign(dev, tmp_path / "c", cfg, progress=stop_after_five)
+    log = tmp_path / "c" / "kernels.jsonl"
+    assert len(read_jsonl(log)) == 5
+    with open(log, "a") as f:
+        f.write('{"code": 12, "key": "torn')  # interrupted mid-write
+    first = set(calls)
+    calls.clear()
+    summary = run_campaign(dev, tmp_path / "c", cfg, progress=lambda m: None)
+    assert summary["kernels"] == 18 and len(read_jsonl(log)) == 18
+    assert not first & set(calls)  # nothing measured twice
+    assert (tmp_path / "c" / "host.json").is_file()
+    with pytest.raises(ValueError, match="different configuration"):
+        run_campaign(dev, tmp_path / "c", CampaignConfig(kernels=30, subnets=0))
