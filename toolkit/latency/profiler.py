@@ -163,9 +163,10 @@ class CampaignConfig:
         return dict(self.__dict__)
 
 
-def run_campaign(device, out: str | Path, cfg: CampaignConfig = CampaignConfig(),
+def run_campaign(device, out: str | Path, cfg: CampaignConfig | None = None,
                  progress: Callable[[str], None] = print) -> dict:
     """Run (or resume) a campaign; returns the summary (also written to out/summary.json)."""
+    cfg = cfg or CampaignConfig()
     from toolkit.devices.base import RunSpec
     from toolkit.devices.measure import measure
 
@@ -189,7 +190,7 @@ def run_campaign(device, out: str | Path, cfg: CampaignConfig = CampaignConfig()
         progress(f"resuming: {len(done)} kernels already measured")
 
     def measure_codes(codes: np.ndarray) -> None:
-        for i, code in enumerate(codes.tolist()):
+        for code in codes.tolist():
             if code in done:
                 continue
             k = Kernel.from_code(code)
@@ -209,7 +210,7 @@ def run_campaign(device, out: str | Path, cfg: CampaignConfig = CampaignConfig()
     per_round = max(1, (cfg.kernels - len(done)) // max(1, cfg.rounds))
     while len(done) < cfg.kernels:
         codes = np.array(list(done), dtype=np.int64)
-        y = np.array([done[c]["latency_ms"] for c in done.keys()])
+        y = np.array([done[c]["latency_ms"] for c in done])
         add = refine(codes, y, fcodes, counts, k=min(per_round, cfg.kernels - len(done)),
                      seed=len(done))
         if len(add) == 0:
