@@ -1,0 +1,210 @@
+"""``evit-search``: the most accurate subnet within a latency (or MFLOPs) budget.
+
+    evit-search --latency-ms 25 --device pixel4 --supernet runs/train/supernet.pt
+    evit-search --latency-ms 10 15 20 --device host --export tflite --measure
+    evit-search --mflops 200 400
+
+Fitness is top-1 with the supernet's weights after BN recalibration, on a search split of the
+training data (never the validation set). Several budgets give a Pareto front. Outputs in
+--out: best_<budget>.json per budget, front.csv (every evaluated subnet), front.png, and the
+resumable search state.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import time
+from pathlib import Path
+
+from toolkit.search.evolution import Cost, SearchConfig, SearchError, pareto_front, search
+
+DEFAULT_SUPERNET = "runs/train/supernet.pt"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="evit-search", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    b = p.add_mutually_exclusive_group(required=True)
+    b.add_argument("--latency-ms", type=float, nargs="+", help="latency budget(s) in ms")
+    b.add_argument("--mflops", type=float, nargs="+", help="MFLOPs budget(s)")
+    p.add_argument("--device", default="pixel4",
+                   help="whose latency predictor (pixel1/4/6, xiaomi11, or host after a campaign)")
+    p.add_argument("--supernet", default=DEFAULT_SUPERNET, help="supernet checkpoint (evit-train)")
+    p.add_argument("--data", default=None, help="ImageNet-layout folder (default: the "
+                   "checkpoint's training data; the embedded digits for evit-train's default)")
+    p.add_argument("--out", default="runs/search")
+    s = SearchConfig()
+    p.add_argument("--population", type=int, default=s.population)
+    p.add_argument("--generations", type=int, default=s.generations)
+    p.add_argument("--parents", type=int, default=s.parents)
+    p.add_argument("--mutations", type=int, default=s.mutations)
+    p.add_argument("--crossovers", type=int, default=s.crossovers)
+    p.add_argument("--mutation-prob", type=float, default=s.mutation_prob)
+    p.add_argument("--lower-frac", type=float, default=s.lower_frac,
+                   help="feasible = cost in [lower_frac * budget, budget]")
+    p.add_argument("--max-retries", type=int, default=s.max_retries)
+    p.add_argument("--seed", type=int, default=s.seed)
+    p.add_argument("--calib-images", type=int, default=64, help="BN recalibration images")
+    p.add_argument("--search-images", type=int, default=512, help="fitness images (search split)")
+    p.add_argument("--export", choices=("tflite", "onnx"), help="export each budget's best")
+    p.add_argument("--measure", action="store_true",
+                   help="run the exported best subnets on --device and compare with the predictor")
+    p.add_argument("--benchmark-binary", help="benchmark_model for --measure on a phone")
+    return p
+
+
+def _plot(rows: list[dict], bests: list[dict], unit: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    ax.scatter([r["cost"] for r in rows], [100 * r["accuracy"] for r in rows], s=6, c="0.7",
+               label="evaluated subnets")
+    front = [rows[i] for i in pareto_front([(r["cost"], r["accuracy"]) for r in rows])]
+    ax.plot([r["cost"] for r in front], [100 * r["accuracy"] for r in front], "-o", ms=3,
+            label="Pareto front")
+    ax.scatter([b["cost"] for b in bests], [100 * b["accuracy"] for b in bests], marker="*",
+               s=140, c="C3", zorder=5, label="best per budget")
+    ax.set(xlabel=f"predicted latency ({unit})" if unit == "ms" else "MFLOPs",
+           ylabel="top-1 (%) on the search split", title="evit-search")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def run(args) -> dict:
+    import torch
+
+    from toolkit.checkpoint import CheckpointError, load_checkpoint, load_supernet
+    from toolkit.flops import flops, params
+    from toolkit.search.accuracy import AccuracyEvaluator
+
+    cfg = SearchConfig(args.population, args.generations, args.parents, args.mutations,
+                       args.crossovers, args.mutation_prob, args.lower_frac, args.max_retries,
+                       args.seed)
+    cfg.validate()
+    if args.latency_ms:
+        from toolkit.latency import load_predictor
+
+        predictor = load_predictor(args.device)
+        cost, budgets = Cost("latency", predictor), args.latency_ms
+    else:
+        cost, budgets = Cost("mflops"), args.mflops
+    # infeasible budgets fail before anything slow happens
+    cheapest, _ = cost.cheapest(cfg.seed)
+    bad = [b for b in budgets if b < cheapest]
+    if bad:
+        raise SearchError(f"budget {bad[0]:g} {cost.unit} is infeasible on {args.device}: the "
+                          f"cheapest subnet found costs {cheapest:.2f} {cost.unit}")
+    ckpt_path = Path(args.supernet)
+    if not ckpt_path.is_file():
+        raise SearchError(
+            f"no supernet checkpoint at {ckpt_path}. Train one with `evit-train` (the embedded "
+            "digits, about 10 minutes on 2 CPU cores; writes runs/train/supernet.pt) or pass "
+            "--supernet PATH")
+    try:
+        ckpt_cfg = load_checkpoint(ckpt_path).get("config", {}) or {}
+        net = load_supernet(ckpt_path)
+    except CheckpointError as e:
+        raise SearchError(str(e)) from e
+    data = args.data if args.data is not None else ckpt_cfg.get("data")
+    torch.manual_seed(args.seed)
+    evaluator = AccuracyEvaluator.from_datasets(
+        net, data, calib_images=args.calib_images, search_images=args.search_images,
+        seed=args.seed, image_size=int(ckpt_cfg.get("image_size", 224) or 224))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    results = []
+    for b in budgets:
+        state = out / f"state_{cost.kind}_{b:g}.json"
+        r = search(b, cost, evaluator.evaluate, cfg, state_path=state,
+                   progress=lambda m: print(m, file=sys.stderr, flush=True))
+        arch = r["arch"]
+        best = {"budget": b, "unit": cost.unit, "device": args.device if args.latency_ms else None,
+                "cost": r["cost"], "accuracy": r["accuracy"],
+                "mflops": flops(arch, net.num_classes), "params": params(arch, net.num_classes),
+                "evaluated": len(r["evaluated"]), "arch": arch.to_dict(),
+                "supernet": str(ckpt_path)}
+        if args.latency_ms:
+            best["predicted_latency_ms"] = r["cost"]
+        path = out / f"best_{cost.kind}_{b:g}.json"
+        path.write_text(json.dumps(best, indent=1))
+        best["path"] = str(path)
+        results.append(best)
+        print(f"budget {b:g} {cost.unit}: top-1 {100 * r['accuracy']:.1f}% at {r['cost']:.2f} "
+              f"{cost.unit}, {best['mflops']:.1f} MFLOPs -> {path}")
+    rows = {}
+    for k, acc in evaluator.cache.items():
+        from toolkit.space import ArchConfig
+
+        a = ArchConfig.from_json(k)
+        rows[k] = {"cost": cost.of(a), "accuracy": acc, "mflops": flops(a, net.num_classes),
+                   "arch": k}
+    rows = list(rows.values())
+    front = set(pareto_front([(r["cost"], r["accuracy"]) for r in rows]))
+    with open(out / "front.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow([f"cost_{cost.unit}", "top1", "mflops", "pareto", "arch"])
+        for i, r in enumerate(sorted(rows, key=lambda r: r["cost"])):
+            w.writerow([f"{r['cost']:.4f}", f"{r['accuracy']:.4f}", f"{r['mflops']:.2f}",
+                        int(rows.index(r) in front), r["arch"]])
+    _plot(rows, results, cost.unit, out / "front.png")
+    print(f"front: {out / 'front.csv'}, plot: {out / 'front.png'} "
+          f"({evaluator.evaluated} subnets evaluated in {time.time() - t0:.0f} s)")
+    if args.export:
+        from toolkit.cli import export as export_cli
+
+        for best in results:
+            art = out / f"best_{cost.kind}_{best['budget']:g}.{args.export}"
+            argv = ["--arch", best["path"], "--supernet", str(ckpt_path), "--format",
+                    args.export, "--out", str(art), "--num-classes", str(net.num_classes)]
+            if data:
+                argv += ["--data", str(data)]
+            if export_cli.main(argv) != 0:
+                raise SearchError(f"export of {best['path']} failed")
+            best["artifact"] = str(art)
+    if args.measure:
+        if not args.export or args.export != "tflite":
+            raise SearchError("--measure needs --export tflite")
+        from toolkit.cli.profile import open_device
+        from toolkit.devices.base import RunSpec
+        from toolkit.devices.measure import measure
+
+        binary = None
+        if args.device.lower() != "host":
+            from toolkit.devices.binary import resolve_binary
+
+            binary = resolve_binary(args.benchmark_binary)
+        dev = open_device(args.device, binary=binary)
+        for best in results:
+            m = measure(dev, best["artifact"], RunSpec(repeats=3, num_runs=30))
+            best["measured_ms"] = m.median_ms
+            print(f"budget {best['budget']:g}: measured {m.median_ms:.2f} ms on {args.device} vs "
+                  f"predicted {best['cost']:.2f} ms ({100 * (m.median_ms / best['cost'] - 1):+.1f}%)")
+    (out / "summary.json").write_text(json.dumps(results, indent=1, default=str))
+    return {"results": results, "evaluated": evaluator.evaluated}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from toolkit.devices.base import DeviceError
+    from toolkit.latency import PredictorError
+
+    try:
+        run(args)
+    except (SearchError, PredictorError, DeviceError, ValueError) as e:
+        print(f"evit-search: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

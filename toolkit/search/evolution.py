@@ -1,0 +1,212 @@
+"""Constrained evolutionary search (the release's algorithm, made runnable and resumable).
+
+Population of ``population`` feasible subnets; each generation keeps the ``parents`` best by
+fitness and adds ``mutations`` mutants (each dimension re-drawn with ``mutation_prob``) and
+``crossovers`` uniform crossovers, every child re-drawn until it satisfies the constraint
+(``max_retries`` per child). Feasible = cost in ``[lower_frac * budget, budget]`` (so the answer
+uses the budget); the cost is predicted latency (ms) or MFLOPs. Randomness comes from
+(seed, generation), the state is saved after every generation, so a run interrupted at any
+point resumes and a given seed always gives the same result.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from toolkit.space import SPACE, ArchConfig
+
+
+class SearchError(ValueError):
+    pass
+
+
+@dataclass
+class SearchConfig:
+    population: int = 512
+    generations: int = 40
+    parents: int = 256
+    mutations: int = 128
+    crossovers: int = 128
+    mutation_prob: float = 0.2
+    lower_frac: float = 0.85
+    max_retries: int = 200
+    seed: int = 0
+
+    def validate(self) -> None:
+        for name in ("population", "parents"):
+            if getattr(self, name) < 1:
+                raise SearchError(f"{name} = {getattr(self, name)}; must be >= 1")
+        if not 0 <= self.mutation_prob <= 1:
+            raise SearchError(f"mutation_prob = {self.mutation_prob}; must be in [0, 1]")
+        if not 0 <= self.lower_frac < 1:
+            raise SearchError(f"lower_frac = {self.lower_frac}; must be in [0, 1)")
+
+
+class Cost:
+    """Vectorized cost of encoded subnets: predicted latency (ms) or MFLOPs."""
+
+    def __init__(self, kind: str, predictor=None, num_classes: int = 1000):
+        if kind not in ("latency", "mflops"):
+            raise SearchError(f"cost = {kind!r}; choose latency or mflops")
+        if kind == "latency" and predictor is None:
+            raise SearchError("a latency budget needs a device predictor")
+        self.kind, self.predictor, self.num_classes = kind, predictor, num_classes
+        self.unit = "ms" if kind == "latency" else "MFLOPs"
+
+    def __call__(self, enc: np.ndarray) -> np.ndarray:
+        enc = np.atleast_2d(enc)
+        if self.kind == "latency":
+            return self.predictor.predict_encoded(enc)
+        from toolkit.flops import flops_encoded
+
+        return np.asarray(flops_encoded(enc, self.num_classes), dtype=np.float64)
+
+    def of(self, arch: ArchConfig) -> float:
+        return float(self(SPACE.encode(arch)[None])[0])
+
+    def cheapest(self, seed: int = 0, n: int = 20000) -> tuple[float, ArchConfig]:
+        """The lowest cost found: the space's min subnet and n random subnets."""
+        rng = np.random.default_rng(seed)
+        enc = np.concatenate([SPACE.encode(SPACE.min())[None], SPACE.sample_encoded(n, rng)])
+        c = self(enc)
+        i = int(np.argmin(c))
+        return float(c[i]), SPACE.decode(enc[i])
+
+
+def _feasible_samples(cost: Cost, lo: float, hi: float, n: int, rng, max_draws: int
+                      ) -> list[ArchConfig]:
+    out, seen, draws = [], set(), 0
+    while len(out) < n and draws < max_draws:
+        enc = SPACE.sample_encoded(4096, rng)
+        draws += len(enc)
+        c = cost(enc)
+        for row in enc[(c >= lo) & (c <= hi)]:
+            key = row.tobytes()
+            if key not in seen:
+                seen.add(key)
+                out.append(SPACE.decode(row))
+                if len(out) == n:
+                    break
+    return out
+
+
+def search(budget: float, cost: Cost, fitness: Callable[[Sequence[ArchConfig]], list[float]],
+           cfg: SearchConfig | None = None, state_path: str | Path | None = None,
+           progress: Callable[[str], None] = lambda s: None) -> dict:
+    """Best subnet with cost <= budget (and >= lower_frac * budget when such subnets exist)."""
+    cfg = cfg or SearchConfig()
+    cfg.validate()
+    fastest, cheapest_arch = cost.cheapest(cfg.seed)
+    if budget < fastest:
+        raise SearchError(
+            f"budget {budget:g} {cost.unit} is infeasible: the cheapest subnet found costs "
+            f"{fastest:.2f} {cost.unit}; raise the budget to at least that")
+    hi, lo = budget, max(cfg.lower_frac * budget, fastest)
+    state = _load_state(state_path, budget, cost, cfg)
+    scores: dict[str, float] = state["scores"]
+
+    def evaluate(archs: list[ArchConfig]) -> list[float]:
+        todo = list(dict.fromkeys(a.to_json() for a in archs if a.to_json() not in scores))
+        if todo:
+            for k, v in zip(todo, fitness([ArchConfig.from_json(k) for k in todo])):
+                scores[k] = float(v)
+        return [scores[a.to_json()] for a in archs]
+
+    if state["population"] is None:
+        rng = np.random.default_rng((cfg.seed, 0))
+        pop = _feasible_samples(cost, lo, hi, cfg.population, rng, 4096 * cfg.max_retries)
+        if not pop:  # nothing in [lo, hi]: drop the lower bound
+            progress(f"no subnet found in [{lo:.2f}, {hi:.2f}] {cost.unit}; searching below")
+            lo = fastest
+            pop = _feasible_samples(cost, lo, hi, cfg.population, rng, 4096 * cfg.max_retries)
+        if not pop:  # tight budgets: random subnets are too slow; grow from the cheapest one
+            pop, seen = [cheapest_arch], {cheapest_arch.to_json()}
+            for _ in range(cfg.max_retries * cfg.population):
+                if len(pop) >= cfg.population:
+                    break
+                child = SPACE.mutate(pop[int(rng.integers(len(pop)))], cfg.mutation_prob, rng)
+                if child.to_json() not in seen and lo <= cost.of(child) <= hi:
+                    seen.add(child.to_json())
+                    pop.append(child)
+        evaluate(pop)
+        state.update(population=[a.to_json() for a in pop], generation=0, lo=lo)
+        _save_state(state_path, state)
+    lo = state["lo"]
+    for gen in range(state["generation"] + 1, cfg.generations + 1):
+        rng = np.random.default_rng((cfg.seed, gen))
+        pop = [ArchConfig.from_json(k) for k in state["population"]]
+        ranked = sorted(pop, key=lambda a: -scores[a.to_json()])
+        parents = ranked[:cfg.parents]
+        children: list[ArchConfig] = []
+        seen = {a.to_json() for a in parents}
+
+        def admit(make: Callable[[], ArchConfig]) -> None:
+            for _ in range(cfg.max_retries):
+                child = make()
+                c = cost.of(child)
+                if lo <= c <= hi and child.to_json() not in seen:
+                    seen.add(child.to_json())
+                    children.append(child)
+                    return
+
+        for _ in range(cfg.mutations):
+            p = parents[int(rng.integers(len(parents)))]
+            admit(lambda p=p: SPACE.mutate(p, cfg.mutation_prob, rng))
+        for _ in range(cfg.crossovers):
+            a, b = (parents[int(i)] for i in rng.integers(len(parents), size=2))
+            admit(lambda a=a, b=b: SPACE.crossover(a, b, rng))
+        evaluate(children)
+        state["population"] = [a.to_json() for a in parents + children]
+        state["generation"] = gen
+        best = max(state["population"], key=lambda k: scores[k])
+        progress(f"budget {budget:g} {cost.unit}: generation {gen}/{cfg.generations}, best top-1 "
+                 f"{100 * scores[best]:.1f}%, {len(scores)} subnets evaluated")
+        _save_state(state_path, state)
+    feasible = [k for k in scores if lo - 1e-9 <= cost.of(ArchConfig.from_json(k)) <= hi]
+    best = max(feasible, key=lambda k: (scores[k], k))
+    arch = ArchConfig.from_json(best)
+    return {"budget": budget, "unit": cost.unit, "arch": arch, "accuracy": scores[best],
+            "cost": cost.of(arch), "evaluated": dict(scores), "lower_bound": lo}
+
+
+def _key(budget: float, cost: Cost, cfg: SearchConfig) -> dict:
+    dev = getattr(cost.predictor, "device", None)
+    return {"budget": budget, "cost": cost.kind, "device": dev, "config": asdict(cfg)}
+
+
+def _load_state(path, budget, cost, cfg) -> dict:
+    key = _key(budget, cost, cfg)
+    if path is not None and Path(path).is_file():
+        st = json.loads(Path(path).read_text())
+        if st.get("key") != key:
+            raise SearchError(f"{path} belongs to a different search ({st.get('key')}); use "
+                              "another --out or the same settings")
+        return st
+    return {"key": key, "population": None, "generation": 0, "scores": {}, "lo": None}
+
+
+def _save_state(path, state: dict) -> None:
+    if path is None:
+        return
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(state))
+    os.replace(tmp, path)
+
+
+def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
+    """Indices of (cost, accuracy) points that no other point beats on both (lower, higher)."""
+    order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1]))
+    front, best = [], -np.inf
+    for i in order:
+        if points[i][1] > best:
+            front.append(i)
+            best = points[i][1]
+    return front
