@@ -153,7 +153,7 @@ def run(args) -> dict:
     with open(out / "front.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow([f"cost_{cost.unit}", "top1", "mflops", "pareto", "arch"])
-        for i, r in enumerate(sorted(rows, key=lambda r: r["cost"])):
+        for r in sorted(rows, key=lambda r: r["cost"]):
             w.writerow([f"{r['cost']:.4f}", f"{r['accuracy']:.4f}", f"{r['mflops']:.2f}",
                         int(rows.index(r) in front), r["arch"]])
     _plot(rows, results, cost.unit, out / "front.png")
@@ -187,8 +187,9 @@ def run(args) -> dict:
         for best in results:
             m = measure(dev, best["artifact"], RunSpec(repeats=3, num_runs=30))
             best["measured_ms"] = m.median_ms
-            print(f"budget {best['budget']:g}: measured {m.median_ms:.2f} ms on {args.device} vs "
-                  f"predicted {best['cost']:.2f} ms ({100 * (m.median_ms / best['cost'] - 1):+.1f}%)")
+            gap = 100 * (m.median_ms / best["cost"] - 1)
+            print(f"budget {best['budget']:g}: measured {m.median_ms:.2f} ms on {args.device} "
+                  f"vs predicted {best['cost']:.2f} ms ({gap:+.1f}%)")
     (out / "summary.json").write_text(json.dumps(results, indent=1, default=str))
     return {"results": results, "evaluated": evaluator.evaluated}
 

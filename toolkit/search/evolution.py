@@ -146,21 +146,14 @@ def search(budget: float, cost: Cost, fitness: Callable[[Sequence[ArchConfig]], 
         children: list[ArchConfig] = []
         seen = {a.to_json() for a in parents}
 
-        def admit(make: Callable[[], ArchConfig]) -> None:
-            for _ in range(cfg.max_retries):
-                child = make()
-                c = cost.of(child)
-                if lo <= c <= hi and child.to_json() not in seen:
-                    seen.add(child.to_json())
-                    children.append(child)
-                    return
-
         for _ in range(cfg.mutations):
             p = parents[int(rng.integers(len(parents)))]
-            admit(lambda p=p: SPACE.mutate(p, cfg.mutation_prob, rng))
+            _admit(lambda p=p, g=rng: SPACE.mutate(p, cfg.mutation_prob, g), cost, lo, hi,
+                   seen, children, cfg.max_retries)
         for _ in range(cfg.crossovers):
             a, b = (parents[int(i)] for i in rng.integers(len(parents), size=2))
-            admit(lambda a=a, b=b: SPACE.crossover(a, b, rng))
+            _admit(lambda a=a, b=b, g=rng: SPACE.crossover(a, b, g), cost, lo, hi, seen,
+                   children, cfg.max_retries)
         evaluate(children)
         state["population"] = [a.to_json() for a in parents + children]
         state["generation"] = gen
@@ -173,6 +166,17 @@ def search(budget: float, cost: Cost, fitness: Callable[[Sequence[ArchConfig]], 
     arch = ArchConfig.from_json(best)
     return {"budget": budget, "unit": cost.unit, "arch": arch, "accuracy": scores[best],
             "cost": cost.of(arch), "evaluated": dict(scores), "lower_bound": lo}
+
+
+def _admit(make: Callable[[], ArchConfig], cost: Cost, lo: float, hi: float, seen: set,
+           children: list, retries: int) -> None:
+    """Add one new feasible child (at most ``retries`` draws; none if all fail)."""
+    for _ in range(retries):
+        child = make()
+        if child.to_json() not in seen and lo <= cost.of(child) <= hi:
+            seen.add(child.to_json())
+            children.append(child)
+            return
 
 
 def _key(budget: float, cost: Cost, cfg: SearchConfig) -> dict:
