@@ -1,0 +1,102 @@
+"""Constrained evolutionary search: constraint, infeasible budgets, determinism, resume, CLI."""
+
+import csv
+import json
+
+import pytest
+import torch
+
+from toolkit.flops import flops
+from toolkit.latency import load_predictor
+from toolkit.search.evolution import Cost, SearchConfig, SearchError, pareto_front, search
+
+SMALL = SearchConfig(population=24, generations=4, parents=12, mutations=6, crossovers=6, seed=3)
+
+
+def proxy_fitness(archs):
+    """A deterministic stand-in for top-1 (the real one is tested through the CLI)."""
+    return [flops(a) / 4000 + (a.stages[4].width % 48) / 1000 for a in archs]
+
+
+@pytest.fixture(scope="module")
+def pixel4():
+    return Cost("latency", load_predictor("pixel4"))
+
+
+def test_constraint_always_holds_and_budget_is_used(pixel4, tmp_path):
+    for budget in (6.0, 15.0, 30.0):
+        r = search(budget, pixel4, proxy_fitness, SMALL)
+        assert r["cost"] <= budget and r["cost"] >= r["lower_bound"]
+        for k in r["evaluated"]:  # every evaluated subnet was feasible
+            from toolkit.space import ArchConfig
+
+            assert pixel4.of(ArchConfig.from_json(k)) <= budget + 1e-9
+    mf = Cost("mflops")
+    r = search(300, mf, proxy_fitness, SMALL)
+    assert 0.85 * 300 <= flops(r["arch"]) <= 300
+
+
+def test_infeasible_budget_fails_at_once(pixel4):
+    cheapest, _ = pixel4.cheapest()
+    with pytest.raises(SearchError, match=f"cheapest subnet found costs {cheapest:.2f} ms"):
+        search(cheapest * 0.5, pixel4, proxy_fitness, SMALL)
+    with pytest.raises(SearchError, match="mutation_prob"):
+        search(20, pixel4, proxy_fitness, SearchConfig(mutation_prob=2))
+
+
+def test_same_seed_same_result_and_resume(pixel4, tmp_path):
+    a = search(12, pixel4, proxy_fitness, SMALL)
+    b = search(12, pixel4, proxy_fitness, SMALL)
+    assert a["arch"] == b["arch"] and a["evaluated"] == b["evaluated"]
+
+    class Stop(Exception):
+        pass
+
+    def stop_at_gen2(msg):
+        if "generation 2/" in msg:
+            raise Stop
+
+    state = tmp_path / "state.json"
+    with pytest.raises(Stop):
+        search(12, pixel4, proxy_fitness, SMALL, state_path=state, progress=stop_at_gen2)
+    calls = []
+
+    def counting(archs):
+        calls.extend(archs)
+        return proxy_fitness(archs)
+
+    c = search(12, pixel4, counting, SMALL, state_path=state)
+    assert c["arch"] == a["arch"] and c["evaluated"] == a["evaluated"]
+    assert len(calls) < len(a["evaluated"])  # the first generations were not re-evaluated
+    with pytest.raises(SearchError, match="different search"):
+        search(13, pixel4, proxy_fitness, SMALL, state_path=state)
+
+
+def test_pareto_front():
+    pts = [(1, 0.5), (2, 0.4), (2, 0.7), (3, 0.7), (4, 0.9)]
+    assert pareto_front(pts) == [0, 2, 4]
+
+
+def test_cli_end_to_end_with_real_accuracy(tmp_path, supernet, capsys):
+    from toolkit.checkpoint import save_supernet
+    from toolkit.cli import search as search_cli
+
+    ckpt = tmp_path / "supernet.pt"
+    save_supernet(supernet, ckpt, config={"data": None})
+    out = tmp_path / "search"
+    argv = ["--latency-ms", "8", "14", "--device", "pixel4", "--supernet", str(ckpt), "--out",
+            str(out), "--population", "4", "--generations", "1", "--parents", "2",
+            "--mutations", "1", "--crossovers", "1", "--calib-images", "16",
+            "--search-images", "32"]
+    torch.set_num_threads(2)
+    assert search_cli.main(argv) == 0
+    best = json.loads((out / "best_latency_8.json").read_text())
+    assert best["predicted_latency_ms"] <= 8 and 0 <= best["accuracy"] <= 1
+    assert best["mflops"] > 0 and best["params"] > 0 and best["arch"]["stages"]
+    rows = list(csv.DictReader(open(out / "front.csv")))
+    assert len(rows) >= 4 and {r["pareto"] for r in rows} <= {"0", "1"}
+    assert (out / "front.png").stat().st_size > 1000
+    assert search_cli.main(["--latency-ms", "1", "--device", "pixel4"]) == 2
+    assert "infeasible" in capsys.readouterr().err
+    assert search_cli.main(["--latency-ms", "20", "--supernet", str(tmp_path / "no.pt")]) == 2
+    assert "evit-train" in capsys.readouterr().err
