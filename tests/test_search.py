@@ -100,3 +100,34 @@ def test_cli_end_to_end_with_real_accuracy(tmp_path, supernet, capsys):
     assert "infeasible" in capsys.readouterr().err
     assert search_cli.main(["--latency-ms", "20", "--supernet", str(tmp_path / "no.pt")]) == 2
     assert "evit-train" in capsys.readouterr().err
+
+
+def test_torchrun_spreads_fitness_over_ranks_with_the_same_result(tmp_path, supernet):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from toolkit.checkpoint import save_supernet
+
+    ckpt = tmp_path / "supernet.pt"
+    save_supernet(supernet, ckpt, config={"data": None})
+    common = ["--latency-ms", "10", "--device", "pixel4", "--supernet", str(ckpt),
+              "--population", "4", "--generations", "1", "--parents", "2", "--mutations", "1",
+              "--crossovers", "1", "--calib-images", "16", "--search-images", "32"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    root = Path(__file__).resolve().parents[1]
+    one = subprocess.run([sys.executable, "-m", "toolkit.cli.search", *common, "--out",
+                          str(tmp_path / "one")], cwd=root, env=env, capture_output=True,
+                         text=True, timeout=600)
+    assert one.returncode == 0, one.stderr
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                          "--nproc_per_node", "2", "-m", "toolkit.cli.search", *common, "--out",
+                          str(tmp_path / "two")], cwd=root, env=env, capture_output=True,
+                         text=True, timeout=600)
+    assert two.returncode == 0, two.stdout + two.stderr
+    a = json.loads((tmp_path / "one" / "best_latency_10.json").read_text())
+    b = json.loads((tmp_path / "two" / "best_latency_10.json").read_text())
+    r1 = json.loads((tmp_path / "two" / "best_latency_10.rank1.json").read_text())
+    assert a["arch"] == b["arch"] == r1["arch"] and a["accuracy"] == b["accuracy"]
+    assert a["evaluated"] == b["evaluated"]

@@ -90,6 +90,20 @@ def run(args) -> dict:
                        args.crossovers, args.mutation_prob, args.lower_frac, args.max_retries,
                        args.seed)
     cfg.validate()
+    import os
+
+    rank, world, device = 0, int(os.environ.get("WORLD_SIZE", "1")), "cpu"
+    if world > 1:  # torchrun: fitness evaluations are spread over the ranks
+        import torch.distributed as dist
+
+        if torch.cuda.is_available():
+            device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+            torch.cuda.set_device(device)
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if device != "cpu" else "gloo")
+        rank = dist.get_rank()
+    elif torch.cuda.is_available():
+        device = "cuda"
     if args.latency_ms:
         from toolkit.latency import load_predictor
 
@@ -118,15 +132,15 @@ def run(args) -> dict:
     torch.manual_seed(args.seed)
     evaluator = AccuracyEvaluator.from_datasets(
         net, data, calib_images=args.calib_images, search_images=args.search_images,
-        seed=args.seed, image_size=int(ckpt_cfg.get("image_size", 224) or 224))
+        seed=args.seed, image_size=int(ckpt_cfg.get("image_size", 224) or 224), device=device)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     results = []
     for b in budgets:
         state = out / f"state_{cost.kind}_{b:g}.json"
-        r = search(b, cost, evaluator.evaluate, cfg, state_path=state,
-                   progress=lambda m: print(m, file=sys.stderr, flush=True))
+        r = search(b, cost, evaluator.evaluate, cfg, state_path=state, save=rank == 0,
+                   progress=lambda m: rank == 0 and print(m, file=sys.stderr, flush=True))
         arch = r["arch"]
         best = {"budget": b, "unit": cost.unit, "device": args.device if args.latency_ms else None,
                 "cost": r["cost"], "accuracy": r["accuracy"],
@@ -135,12 +149,15 @@ def run(args) -> dict:
                 "supernet": str(ckpt_path)}
         if args.latency_ms:
             best["predicted_latency_ms"] = r["cost"]
-        path = out / f"best_{cost.kind}_{b:g}.json"
+        path = out / (f"best_{cost.kind}_{b:g}.json" if rank == 0 else
+                      f"best_{cost.kind}_{b:g}.rank{rank}.json")
         path.write_text(json.dumps(best, indent=1))
         best["path"] = str(path)
         results.append(best)
         print(f"budget {b:g} {cost.unit}: top-1 {100 * r['accuracy']:.1f}% at {r['cost']:.2f} "
               f"{cost.unit}, {best['mflops']:.1f} MFLOPs -> {path}")
+    if rank != 0:
+        return {"results": results, "evaluated": evaluator.evaluated}
     rows = {}
     for k, acc in evaluator.cache.items():
         from toolkit.space import ArchConfig

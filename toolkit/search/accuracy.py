@@ -80,22 +80,32 @@ class AccuracyEvaluator:
     @torch.no_grad()
     def evaluate(self, archs: Sequence[ArchConfig]) -> list[float]:
         """Top-1 (0..1) of each subnet; duplicates and repeats are served from the cache."""
+        todo = list(dict.fromkeys(a.to_json() for a in archs if a.to_json() not in self.cache))
+        rank, world = 0, 1
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+        mine = todo[rank::world]  # under torchrun each rank evaluates its share
         bn_state = {k: v.clone() for k, v in self.net.state_dict().items()
                     if "running_" in k or "num_batches_tracked" in k}
-        out = []
+        local: dict[str, float] = {}
         try:
-            for a in archs:
-                key = a.to_json()
-                if key not in self.cache:
-                    calib, imgs = self._batches(a.resolution)
-                    recalibrate_bn(self.net, a, calib)
-                    self.net.eval()
-                    correct = 0
-                    for x, y in zip(imgs, self.labels.split(self.batch_size)):
-                        correct += int((self.net(x, a).argmax(1).cpu() == y).sum())
-                    self.cache[key] = correct / len(self.labels)
-                    self.evaluated += 1
-                out.append(self.cache[key])
+            for key in mine:
+                a = ArchConfig.from_json(key)
+                calib, imgs = self._batches(a.resolution)
+                recalibrate_bn(self.net, a, calib)
+                self.net.eval()
+                correct = 0
+                for x, y in zip(imgs, self.labels.split(self.batch_size)):
+                    correct += int((self.net(x, a).argmax(1).cpu() == y).sum())
+                local[key] = correct / len(self.labels)
+                self.evaluated += 1
         finally:
             self.net.load_state_dict(bn_state, strict=False)
-        return out
+        if world > 1:
+            gathered: list = [None] * world
+            torch.distributed.all_gather_object(gathered, local)
+            for part in gathered:
+                self.cache.update(part)
+        else:
+            self.cache.update(local)
+        return [self.cache[a.to_json()] for a in archs]

@@ -98,7 +98,7 @@ def _feasible_samples(cost: Cost, lo: float, hi: float, n: int, rng, max_draws: 
 
 def search(budget: float, cost: Cost, fitness: Callable[[Sequence[ArchConfig]], list[float]],
            cfg: SearchConfig | None = None, state_path: str | Path | None = None,
-           progress: Callable[[str], None] = lambda s: None) -> dict:
+           progress: Callable[[str], None] = lambda s: None, save: bool = True) -> dict:
     """Best subnet with cost <= budget (and >= lower_frac * budget when such subnets exist)."""
     cfg = cfg or SearchConfig()
     cfg.validate()
@@ -109,6 +109,7 @@ def search(budget: float, cost: Cost, fitness: Callable[[Sequence[ArchConfig]], 
             f"{fastest:.2f} {cost.unit}; raise the budget to at least that")
     hi, lo = budget, max(cfg.lower_frac * budget, fastest)
     state = _load_state(state_path, budget, cost, cfg)
+    write_to = state_path if save else None  # under torchrun only rank 0 writes
     scores: dict[str, float] = state["scores"]
 
     def evaluate(archs: list[ArchConfig]) -> list[float]:
@@ -136,7 +137,7 @@ def search(budget: float, cost: Cost, fitness: Callable[[Sequence[ArchConfig]], 
                     pop.append(child)
         evaluate(pop)
         state.update(population=[a.to_json() for a in pop], generation=0, lo=lo)
-        _save_state(state_path, state)
+        _save_state(write_to, state)
     lo = state["lo"]
     for gen in range(state["generation"] + 1, cfg.generations + 1):
         rng = np.random.default_rng((cfg.seed, gen))
@@ -160,7 +161,7 @@ def search(budget: float, cost: Cost, fitness: Callable[[Sequence[ArchConfig]], 
         best = max(state["population"], key=lambda k: scores[k])
         progress(f"budget {budget:g} {cost.unit}: generation {gen}/{cfg.generations}, best top-1 "
                  f"{100 * scores[best]:.1f}%, {len(scores)} subnets evaluated")
-        _save_state(state_path, state)
+        _save_state(write_to, state)
     feasible = [k for k in scores if lo - 1e-9 <= cost.of(ArchConfig.from_json(k)) <= hi]
     best = max(feasible, key=lambda k: (scores[k], k))
     arch = ArchConfig.from_json(best)
