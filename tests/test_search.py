@@ -93,7 +93,7 @@ def test_cli_end_to_end_with_real_accuracy(tmp_path, supernet, capsys):
     best = json.loads((out / "best_latency_8.json").read_text())
     assert best["predicted_latency_ms"] <= 8 and 0 <= best["accuracy"] <= 1
     assert best["mflops"] > 0 and best["params"] > 0 and best["arch"]["stages"]
-    rows = list(csv.DictReader(open(out / "front.csv")))
+    rows = list(csv.DictReader((out / "front.csv").read_text().splitlines()))
     assert len(rows) >= 4 and {r["pareto"] for r in rows} <= {"0", "1"}
     assert (out / "front.png").stat().st_size > 1000
     assert search_cli.main(["--latency-ms", "1", "--device", "pixel4"]) == 2
