@@ -1,0 +1,184 @@
+"""evit-bench through the loopback test phones and the host: suites, several phones at once
+(one disconnecting mid-suite), regressions with an injected slowdown vs noise, reports."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import adbutils
+import pytest
+import torch
+
+from toolkit.bench.compare import Entry, compare
+from toolkit.bench.suite import SuiteError, load_suite, parse_suite
+from toolkit.cli import bench as bench_cli
+from toolkit.devices.adb import client
+from toolkit.devices.testphone import TestPhone, fake_benchmark_binary
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def conv_tflite(tmp_path_factory) -> Path:
+    from converters import convert_tflite
+
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 32, 3, 2, 1), torch.nn.ReLU(),
+        torch.nn.Conv2d(32, 32, 3, 1, 1, groups=32), torch.nn.Hardswish(),
+        torch.nn.Conv2d(32, 64, 1), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+        torch.nn.Linear(64, 10)).eval()
+    out = tmp_path_factory.mktemp("bench") / "conv.tflite"
+    convert_tflite(net, (torch.randn(1, 3, 96, 96),), out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def adb_port():
+    port = _free_port()
+    client(port)
+    yield port
+    subprocess.run([adbutils.adb_path(), "kill-server"], timeout=30, check=False,
+                   env={**os.environ, "ANDROID_ADB_SERVER_PORT": str(port)})
+
+
+def attach(port: int, profile: str, root: Path) -> TestPhone:
+    c = client(port)
+    phone = TestPhone(profile, root / profile).start()
+    c.connect(phone.address, timeout=5)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if any(d.serial == phone.address and d.state == "device" for d in c.list()):
+            break
+        time.sleep(0.1)
+    return phone
+
+
+def write_suite(path: Path, model: Path, devices, **kw) -> Path:
+    data = {"name": "smoke", "models": [{"name": "conv", "path": str(model)}],
+            "devices": devices, "repeats": 3, "runs": 20, "warmup": 3, **kw}
+    path.write_text(json.dumps(data))  # JSON is YAML
+    return path
+
+
+def test_suite_validation(tmp_path, conv_tflite):
+    with pytest.raises(SuiteError, match="exactly one of path or named"):
+        parse_suite({"name": "s", "models": [{"name": "x"}]})
+    with pytest.raises(SuiteError, match="must exist"):
+        parse_suite({"name": "s", "models": [{"path": "nope.tflite"}]})
+    with pytest.raises(SuiteError, match="elasticvit_t0"):
+        parse_suite({"name": "s", "models": [{"named": "resnet50"}]})
+    with pytest.raises(SuiteError, match="repeats"):
+        parse_suite({"name": "s", "models": [{"path": str(conv_tflite)}], "repeats": 0})
+    s = load_suite(write_suite(tmp_path / "s.yaml", conv_tflite, ["host"],
+                               modes=["default", {"mask": "1", "threads": 1}]))
+    assert [m.label for m in s.modes] == ["default", "1/1t"] and s.models[0].name == "conv"
+
+
+def test_several_phones_at_once_one_disconnecting(tmp_path, conv_tflite, adb_port, capsys):
+    p4 = attach(adb_port, "pixel4", tmp_path)
+    p6 = attach(adb_port, "pixel6", tmp_path)
+    p6.fault = "disconnect"
+    binary = tmp_path / "benchmark_model"
+    binary.write_bytes(fake_benchmark_binary())
+    suite = write_suite(tmp_path / "s.yaml", conv_tflite, ["all"],
+                        modes=["default", {"mask": "f0", "threads": 2}])
+    store = tmp_path / "bench.sqlite"
+    rc = bench_cli.main(["--store", str(store), "run", str(suite), "--benchmark-binary",
+                         str(binary), "--adb-port", str(adb_port), "--run-id", "r1"])
+    out = capsys.readouterr()
+    assert rc == 1  # a device failed
+    assert "2 result(s)" in out.out and "FAILED pixel6" in out.out
+    from toolkit.devices.store import ResultStore
+
+    with ResultStore(store) as st:
+        valid = st.results()
+        assert {r.device for r in valid} == {"pixel4"} and len(valid) == 2
+        assert {r.meta["mode"] for r in valid} == {"default", "f0/2t"}
+        assert all(r.meta["bench_run"] == "r1" and "git" in r.meta for r in valid)
+        assert st.count("invalid") == 1  # the disconnected phone's run, never stored as valid
+    assert p4.benchmark_runs == 6 and p6.benchmark_runs == 1
+    for p in (p4, p6):
+        p.vanish()
+
+
+def test_regressions_slowdown_caught_noise_not(tmp_path, conv_tflite, adb_port, capsys):
+    phone = attach(adb_port, "xiaomi11", tmp_path)
+    binary = tmp_path / "benchmark_model"
+    binary.write_bytes(fake_benchmark_binary())
+    suite = write_suite(tmp_path / "s.yaml", conv_tflite, ["xiaomi11"], repeats=5, runs=30)
+    store = str(tmp_path / "bench.sqlite")
+    common = ["--store", store, "run", str(suite), "--benchmark-binary", str(binary),
+              "--adb-port", str(adb_port)]
+    assert bench_cli.main([*common, "--run-id", "base"]) == 0
+    assert bench_cli.main([*common, "--run-id", "same"]) == 0
+    from toolkit.devices.store import ResultStore
+
+    with ResultStore(store) as st:
+        base_ms = [r.median_ms for r in st.results() if r.meta["bench_run"] == "base"][0]
+    phone.slowdown_us = 1000 * base_ms  # every inference takes twice as long
+    assert bench_cli.main([*common, "--run-id", "slow"]) == 0
+    capsys.readouterr()
+    assert bench_cli.main(["--store", store, "compare", "base", "same"]) == 0
+    assert "0 regression(s)" in capsys.readouterr().out
+    md, xml, gh = tmp_path / "c.md", tmp_path / "c.xml", tmp_path / "c.json"
+    rc = bench_cli.main(["--store", store, "compare", "base", "slow", "--markdown", str(md),
+                         "--junit", str(xml), "--github-json", str(gh)])
+    assert rc == 1 and "regression" in md.read_text()
+    suite_el = ET.parse(xml).getroot()
+    assert suite_el.get("failures") == "1" and suite_el.find("testcase/failure") is not None
+    g = json.loads(gh.read_text())
+    assert g[0]["unit"] == "ms" and g[0]["value"] > 1.5 * base_ms
+    assert bench_cli.main(["--store", store, "compare", "base", "slow", "--report-only"]) == 0
+    # baselines frozen to JSON compare the same way
+    bl = tmp_path / "baseline.json"
+    assert bench_cli.main(["--store", store, "baseline", "base", "-o", str(bl)]) == 0
+    assert bench_cli.main(["--store", store, "compare", str(bl), "latest"]) == 1
+    # the report renders: HTML with embedded plots, Markdown, PNGs
+    capsys.readouterr()
+    assert bench_cli.main(["--store", store, "report", "-o", str(tmp_path / "rep")]) == 0
+    page = (tmp_path / "rep" / "report.html").read_text()
+    assert page.count("data:image/png;base64,") >= 1 and "<table>" in page
+    png = tmp_path / "rep" / "history_conv.png"
+    assert png.stat().st_size > 5000
+    phone.vanish()
+
+
+def test_compare_rules():
+    def e(ms, std, binary="b", name="m"):
+        return Entry(name, "host", "s", "default", ms, std, 5, "litert-host", binary, 1, "1")
+
+    rows = compare([e(10, 0.1)], [e(10.3, 0.1)])
+    assert rows[0].status == "unchanged"  # 3% < 5% floor
+    rows = compare([e(10, 0.1)], [e(11, 0.1)])
+    assert rows[0].status == "regression"  # 10% > max(5%, 3 * 0.14 ms)
+    rows = compare([e(10, 1.0)], [e(11, 1.0)])
+    assert rows[0].status == "unchanged"  # the same 10% is noise on a noisy device
+    rows = compare([e(10, 0.1)], [e(8, 0.1)])
+    assert rows[0].status == "improvement"
+    rows = compare([e(10, 0.1)], [e(20, 0.1, binary="other")])
+    assert rows[0].status == "not comparable"  # different binaries are never mixed
+    rows = compare([e(10, 0.1)], [e(10, 0.1, name="n")])
+    assert {r.status for r in rows} == {"missing", "new"}
+
+
+def test_host_suite_on_a_fresh_store(tmp_path, conv_tflite, adb_port, capsys):
+    suite = write_suite(tmp_path / "s.yaml", conv_tflite, ["pixel4"])
+    store = str(tmp_path / "b.sqlite")
+    # no phone attached: refuses, unless asked to fall back to the host
+    assert bench_cli.main(["--store", store, "run", str(suite), "--adb-port",
+                           str(adb_port)]) == 2
+    assert "fallback-host" in capsys.readouterr().err
+    assert bench_cli.main(["--store", store, "run", str(suite), "--fallback-host",
+                           "--adb-port", str(adb_port)]) == 0
+    assert "on host" in capsys.readouterr().out

@@ -1,0 +1,185 @@
+"""``evit-bench compare BASE HEAD``: noise-aware regression detection between two bench runs.
+
+Results are matched by (suite model name, device profile, serial, mode). A pair is only
+compared when it was measured with the same runtime/binary, threads and mask; otherwise it is
+reported as not comparable. The threshold comes from the measurements' own repeat variance:
+
+    regression  if  head - base > max(min_rel * base, k * sqrt(std_base² + std_head²))
+
+(std = spread of the benchmark_model invocations' medians), so a noisy device needs a larger
+change before it is flagged, and a quiet one catches small slowdowns. Outputs: Markdown,
+JUnit XML, and github-action-benchmark JSON (``customSmallerIsBetter``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from xml.sax.saxutils import escape, quoteattr
+
+from toolkit.devices.store import ResultStore
+
+MIN_REL = 0.05
+K_SIGMA = 3.0
+
+
+@dataclass
+class Entry:
+    name: str  # model
+    device: str
+    serial: str
+    mode: str
+    median_ms: float
+    std_ms: float
+    repeats: int
+    runtime: str
+    binary: str
+    threads: int
+    mask: str
+
+    @property
+    def key(self) -> tuple:
+        return (self.name, self.device, self.serial, self.mode)
+
+    @property
+    def comparable_key(self) -> tuple:
+        return (self.runtime, self.binary, self.threads, self.mask)
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass
+class Row:
+    base: Entry | None
+    head: Entry | None
+    status: str  # regression | improvement | unchanged | new | missing | not comparable
+    delta_rel: float = float("nan")
+    threshold_rel: float = float("nan")
+
+    @property
+    def name(self) -> str:
+        e = self.head or self.base
+        return f"{e.name} [{e.device} {e.mode}]"
+
+
+def entries_from_store(store: ResultStore, run_id: str) -> list[Entry]:
+    out = []
+    for r in store.results(status="valid"):
+        if r.meta.get("bench_run") != run_id:
+            continue
+        out.append(Entry(r.meta.get("model", r.model_name), r.device, r.serial,
+                         r.meta.get("mode", r.mode), r.median_ms, r.std_ms or 0.0, r.repeats,
+                         r.runtime, r.binary_sha256, r.threads, r.mask))
+    return out
+
+
+def bench_runs(store: ResultStore) -> list[tuple[str, str, int]]:
+    """(run id, first created, results) for every bench run in the store, oldest first."""
+    runs: dict[str, list] = {}
+    for r in store.results(status=None):
+        rid = r.meta.get("bench_run")
+        if rid:
+            runs.setdefault(rid, [r.created, 0])[1] += 1
+    return sorted(((k, v[0], v[1]) for k, v in runs.items()), key=lambda t: t[1])
+
+
+def load_entries(spec: str, store: ResultStore | None) -> list[Entry]:
+    """BASE/HEAD: a bench run id, ``latest``/``previous``, or a baseline JSON file."""
+    p = Path(spec)
+    if p.suffix == ".json" and p.is_file():
+        data = json.loads(p.read_text())
+        return [Entry(**e) for e in data["entries"]]
+    if store is None:
+        raise ValueError(f"{spec!r} is not a baseline file and no --store was given")
+    runs = bench_runs(store)
+    ids = [r[0] for r in runs]
+    if spec in ("latest", "previous"):
+        need = 1 if spec == "latest" else 2
+        if len(ids) < need:
+            raise ValueError(f"the store has {len(ids)} bench run(s); {spec!r} needs {need}")
+        spec = ids[-need]
+    if spec not in ids:
+        raise ValueError(f"no bench run {spec!r} in the store; known: {', '.join(ids[-10:])}")
+    return entries_from_store(store, spec)
+
+
+def save_baseline(entries: list[Entry], path: str | Path, run_id: str) -> None:
+    Path(path).write_text(json.dumps({"format": "evit-bench-baseline", "run": run_id,
+                                      "entries": [e.to_dict() for e in entries]}, indent=1))
+
+
+def compare(base: list[Entry], head: list[Entry], min_rel: float = MIN_REL,
+            k: float = K_SIGMA) -> list[Row]:
+    b = {e.key: e for e in base}
+    h = {e.key: e for e in head}
+    rows = []
+    for key in sorted(set(b) | set(h)):
+        eb, eh = b.get(key), h.get(key)
+        if eb is None:
+            rows.append(Row(None, eh, "new"))
+            continue
+        if eh is None:
+            rows.append(Row(eb, None, "missing"))
+            continue
+        if eb.comparable_key != eh.comparable_key:
+            rows.append(Row(eb, eh, "not comparable"))
+            continue
+        noise = k * math.sqrt(eb.std_ms ** 2 + eh.std_ms ** 2)
+        thr = max(min_rel * eb.median_ms, noise)
+        delta = eh.median_ms - eb.median_ms
+        status = ("regression" if delta > thr else "improvement" if delta < -thr
+                  else "unchanged")
+        rows.append(Row(eb, eh, status, delta / eb.median_ms, thr / eb.median_ms))
+    return rows
+
+
+def markdown(rows: list[Row], base_name: str, head_name: str) -> str:
+    icon = {"regression": "🔴 regression", "improvement": "🟢 faster", "unchanged": "unchanged",
+            "new": "new", "missing": "missing", "not comparable": "⚠️ not comparable"}
+    out = [f"### evit-bench: {head_name} vs {base_name}", "",
+           "| model | device | mode | base (ms) | head (ms) | change | noise threshold | status |",
+           "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        e = r.head or r.base
+        bm = f"{r.base.median_ms:.4g}" if r.base else "–"
+        hm = f"{r.head.median_ms:.4g}" if r.head else "–"
+        ch = f"{100 * r.delta_rel:+.1f}%" if not math.isnan(r.delta_rel) else "–"
+        th = f"±{100 * r.threshold_rel:.1f}%" if not math.isnan(r.threshold_rel) else "–"
+        out.append(f"| {e.name} | {e.device} ({e.serial}) | {e.mode} | {bm} | {hm} | {ch} | "
+                   f"{th} | {icon[r.status]} |")
+    n = sum(r.status == "regression" for r in rows)
+    out += ["", f"{n} regression(s) among {len(rows)} comparisons."]
+    return "\n".join(out)
+
+
+def junit(rows: list[Row]) -> str:
+    cases = []
+    for r in rows:
+        name = quoteattr(r.name)
+        if r.status == "regression":
+            msg = (f"{r.base.median_ms:.4g} ms -> {r.head.median_ms:.4g} ms "
+                   f"({100 * r.delta_rel:+.1f}%, threshold {100 * r.threshold_rel:.1f}%)")
+            cases.append(f'  <testcase classname="evit-bench" name={name}>'
+                         f'<failure message={quoteattr(msg)}>{escape(msg)}</failure></testcase>')
+        elif r.status in ("missing", "not comparable"):
+            cases.append(f'  <testcase classname="evit-bench" name={name}><skipped message='
+                         f'{quoteattr(r.status)}/></testcase>')
+        else:
+            cases.append(f'  <testcase classname="evit-bench" name={name}/>')
+    fails = sum(r.status == "regression" for r in rows)
+    skips = sum(r.status in ("missing", "not comparable") for r in rows)
+    return ('<?xml version="1.0" encoding="UTF-8"?>\n'
+            f'<testsuite name="evit-bench" tests="{len(rows)}" failures="{fails}" '
+            f'skipped="{skips}">\n' + "\n".join(cases) + "\n</testsuite>\n")
+
+
+def github_benchmark(entries: list[Entry]) -> str:
+    """github-action-benchmark's customSmallerIsBetter format."""
+    return json.dumps([
+        {"name": f"{e.name} [{e.device} {e.mode}]", "unit": "ms", "value": round(e.median_ms, 6),
+         "range": f"± {e.std_ms:.4g}", "extra": f"serial {e.serial}; {e.repeats} invocations; "
+         f"threads {e.threads}; mask {e.mask}; runtime {e.runtime} {e.binary[:16]}"}
+        for e in entries], indent=1)

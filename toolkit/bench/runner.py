@@ -1,0 +1,177 @@
+"""``evit-bench run``: a suite on every selected device at once, one worker per device.
+
+Each measurement goes through the device layer (hygiene, timeouts) into the SQLite result
+store, tagged with the bench run id, the suite, the model's suite name, the mode, the git commit
+and whether the tree was dirty. A device that fails (disconnects, times out) loses its
+remaining jobs, which are reported; the other devices carry on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from toolkit.devices.base import DeviceError, DeviceGone, DeviceTimeout, RunSpec
+from toolkit.devices.store import ResultStore
+
+from .suite import ModelSpec, Suite, SuiteError
+
+
+def git_state(cwd: str | Path = ".") -> tuple[str, bool]:
+    """(commit, dirty) of the git checkout at cwd; ("", False) outside git."""
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True,
+                             text=True, timeout=10)
+        if sha.returncode != 0:
+            return "", False
+        st = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
+                            capture_output=True, text=True, timeout=10)
+        return sha.stdout.strip(), bool(st.stdout.strip())
+    except (OSError, subprocess.TimeoutExpired):
+        return "", False
+
+
+def model_file(m: ModelSpec) -> str:
+    """The .tflite for a suite model; named models are exported once into the cache."""
+    if m.path:
+        return m.path
+    import torch
+
+    from toolkit.export import export_subnet, optimize_for_export  # noqa: F401
+    from toolkit.zoo import create_model, get_arch
+
+    cache = Path(os.environ.get("EVIT_CACHE", Path.home() / ".cache" / "evit")) / "bench"
+    tag = hashlib.sha256(f"{m.named}|{m.precision}|{m.num_classes}|{m.supernet}".encode())
+    path = cache / f"{m.named}-{m.precision}-{tag.hexdigest()[:10]}.tflite"
+    if not path.is_file():
+        cache.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(0)
+        net = create_model(m.named, num_classes=m.num_classes,
+                           supernet=m.supernet or None).eval()
+        r = get_arch(m.named).resolution
+        calib = [torch.randn(1, 3, r, r) for _ in range(8)] if m.precision == "int8" else None
+        export_subnet(net, path, "tflite", m.precision, parity_inputs=torch.randn(2, 3, r, r),
+                      calibration=calib)
+    return str(path)
+
+
+@dataclass
+class Job:
+    device: object
+    model: ModelSpec
+    mode: object  # ModeSpec
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    suite: str
+    git: str
+    dirty: bool
+    results: list = field(default_factory=list)  # stored result ids
+    failures: list = field(default_factory=list)  # (device, model, mode, error)
+    devices: list = field(default_factory=list)
+
+
+def resolve_devices(names: list[str], client_factory=None, binary=None,
+                    fallback_host: bool = False, log: Callable[[str], None] = print) -> list:
+    from device_profiles import ProfileError, get_profile
+    from toolkit.devices.host import HostDevice
+
+    devices, phones_wanted = [], []
+    for n in names:
+        if n.lower() in ("host", "cpu", "local", "this-machine"):
+            devices.append(HostDevice())
+        else:
+            phones_wanted.append(n)
+    if phones_wanted:
+        from toolkit.devices.adb import AdbDevice, client, list_attached
+
+        try:
+            c = client_factory() if client_factory else client()
+            attached = [d for d in list_attached(c) if d.state == "device" and d.profile]
+        except (DeviceError, OSError) as e:
+            attached, c = [], None
+            log(f"no adb server: {e}")
+        chosen = {}
+        for n in phones_wanted:
+            if n == "all":
+                hits = attached
+            else:
+                try:
+                    prof = get_profile(n).name
+                    hits = [d for d in attached if d.profile.name == prof]
+                except ProfileError:
+                    hits = [d for d in attached if d.serial == n]
+            for d in hits:
+                chosen[d.serial] = d
+        if phones_wanted and not chosen:
+            if not fallback_host:
+                raise SuiteError(f"no attached phone matches {phones_wanted}; attach one, or run "
+                                 "with --fallback-host to use this machine")
+            log(f"no attached phone matches {phones_wanted}: falling back to the host")
+            if not any(isinstance(d, HostDevice) for d in devices):
+                devices.append(HostDevice())
+        if chosen and binary is None:
+            raise SuiteError("phones need TFLite's benchmark_model: pass --benchmark-binary PATH")
+        for d in chosen.values():
+            devices.append(AdbDevice(c, d.serial, profile=d.profile, binary=binary))
+    return devices
+
+
+def run_suite(suite: Suite, devices: list, store_path: str | Path,
+              log: Callable[[str], None] = print, run_id: str | None = None) -> RunSummary:
+    from toolkit.devices.measure import MeasurementError, measure
+
+    git, dirty = git_state()
+    run_id = run_id or time.strftime("%Y%m%d-%H%M%S") + (f"-{git[:8]}" if git else "")
+    summary = RunSummary(run_id, suite.name, git, dirty,
+                         devices=[f"{d.profile.name}:{d.serial}" for d in devices])
+    files = {m.name: model_file(m) for m in suite.models}  # export before the workers start
+    lock = threading.Lock()
+
+    def worker(dev) -> None:
+        store = ResultStore(store_path)  # one connection per worker (WAL allows it)
+        try:
+            for m in suite.models:
+                for mode in suite.modes:
+                    spec = RunSpec(mode="" if mode.name in ("default", "custom") else mode.name,
+                                   mask=mode.mask, threads=mode.threads,
+                                   warmup_runs=suite.warmup, num_runs=suite.runs,
+                                   repeats=suite.repeats, op_profiling=suite.per_layer,
+                                   timeout_s=suite.timeout)
+                    meta = {"bench_run": run_id, "suite": suite.name, "model": m.name,
+                            "mode": mode.label, "git": git, "dirty": dirty}
+                    try:
+                        r = measure(dev, files[m.name], spec, store=store, label=suite.name,
+                                    meta=meta)
+                    except (MeasurementError, DeviceError) as e:
+                        with lock:
+                            summary.failures.append((dev.profile.name, dev.serial, m.name,
+                                                     mode.label, str(e)))
+                        log(f"{dev.profile.name} ({dev.serial}) {m.name} [{mode.label}]: FAILED "
+                            f"{e}")
+                        cause = e.__cause__ if isinstance(e, MeasurementError) else e
+                        if isinstance(cause, (DeviceGone, DeviceTimeout)):
+                            log(f"{dev.serial}: device lost; skipping its remaining jobs")
+                            return
+                        continue
+                    with lock:
+                        summary.results.append(r.id)
+                    log(f"{dev.profile.name} ({dev.serial}) {m.name} [{mode.label}]: median "
+                        f"{r.median_ms:.4g} ms, p90 {r.p90_ms:.4g}, std {r.std_ms:.2g}")
+        finally:
+            store.close()
+
+    threads = [threading.Thread(target=worker, args=(d,), daemon=True) for d in devices]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return summary
