@@ -60,6 +60,7 @@ class DeviceProfile:
     default_mode: str = ""
     delegates: tuple[str, ...] = ("xnnpack",)
     paper_lut: str = ""
+    statistic: str = "median"  # the latency figure predictors learn and checks compare
     source: str = ""
 
     @property
@@ -94,15 +95,20 @@ class DeviceProfile:
             "default_mode": self.default_mode,
             "delegates": list(self.delegates),
             "paper_lut": self.paper_lut,
+            "statistic": self.statistic,
             "source": self.source,
         }
 
 
 KNOWN_KEYS = {
     "name", "display", "aliases", "match", "soc", "gpu", "ram_gb", "clusters", "modes",
-    "default_mode", "delegates", "paper_lut",
+    "default_mode", "delegates", "paper_lut", "statistic",
 }
 DELEGATES = ("xnnpack", "gpu", "nnapi", "cpu")
+# median: the median over invocations of each invocation's median run (phones);
+# best: the median over invocations of each invocation's fastest run, for machines whose
+# neighbours (a shared VM) slow a share of runs down by a varying amount
+STATISTICS = ("median", "best")
 
 
 def _fail(src: str, field_name: str, value, allowed: str) -> ProfileError:
@@ -166,6 +172,9 @@ def parse_profile(data: dict, source: str = "<dict>") -> DeviceProfile:
     for d in delegates:
         if d not in DELEGATES:
             raise _fail(source, "delegates", d, f"choose from {', '.join(DELEGATES)}")
+    statistic = str(data.get("statistic") or "median")
+    if statistic not in STATISTICS:
+        raise _fail(source, "statistic", statistic, f"choose one of {', '.join(STATISTICS)}")
     return DeviceProfile(
         name=name,
         display=str(data.get("display") or name),
@@ -179,6 +188,7 @@ def parse_profile(data: dict, source: str = "<dict>") -> DeviceProfile:
         default_mode=default_mode,
         delegates=delegates,
         paper_lut=str(data.get("paper_lut") or ""),
+        statistic=statistic,
         source=source,
     )
 

@@ -438,3 +438,20 @@ def test_store_keys_never_mix_and_bad_input_does_not_corrupt(tmp_path):
     bad.write_bytes(b"this is not a database" * 100)
     with pytest.raises(StoreError, match="not a usable evit result store"):
         ResultStore(bad)
+
+
+def test_best_statistic_and_profile_statistic_field():
+    from device_profiles import ProfileError, get_profile, parse_profile
+    from toolkit.devices.store import Result
+
+    assert get_profile("host").statistic == "best" and get_profile("pixel4").statistic == "median"
+    base = {"name": "p", "modes": {"1t": {"mask": "1", "threads": 1}}}
+    with pytest.raises(ProfileError, match="statistic = 'mean'.*median, best"):
+        parse_profile({**base, "statistic": "mean"})
+    r = Result(device="host", serial="s", fingerprint={}, model_name="m", model_sha256="x",
+               model_bytes=1, runtime="r", binary_sha256="b", mode="1t", mask="1", threads=1,
+               delegate="xnnpack", warmup_runs=1, num_runs=5, repeats=3, median_ms=30.0)
+    r.repeat_rows = [{"min_us": 21000.0}, {"min_us": 29000.0}, {"min_us": 20000.0}]
+    assert r.best_ms == 21.0 and r.latency_ms("best") == 21.0 and r.latency_ms() == 30.0
+    r.repeat_rows = [{"min_us": None}]  # an output without min=: fall back to the median
+    assert r.best_ms is None and r.latency_ms("best") == 30.0

@@ -1,5 +1,6 @@
 """Kernels, the phone-table importer, predictors (save/load, corrupt files), Table 2."""
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -150,3 +151,66 @@ def test_campaign_resumes_without_remeasuring(tmp_path, monkeypatch):
     assert (tmp_path / "c" / "host.json").is_file()
     with pytest.raises(ValueError, match="different configuration"):
         run_campaign(dev, tmp_path / "c", CampaignConfig(kernels=30, subnets=0))
+
+
+@needs_lut
+def test_few_kernels_and_an_overhead_fit(tables, tmp_path):
+    """30 measured kernels (linear base + trees) and per-kind factors from whole subnets."""
+    from toolkit.latency.sampling import cover, kernel_frequencies
+
+    t = tables["pixel4"]
+    codes, ms = t.arrays()
+    lookup = dict(zip(codes.tolist(), ms.tolist()))
+    fcodes, counts = kernel_frequencies(3000, seed=3)
+    sel = cover(fcodes, counts, 30)
+    p = LatencyPredictor.fit("new-phone", sel, np.array([lookup[c] for c in sel.tolist()]),
+                             max_iter=100)
+    sp = SearchSpace(seed=8)
+    enc = np.stack([SPACE.encode(sp.sample()) for _ in range(300)])
+    truth = np.array([t.lookup_sum(kernels(SPACE.decode(e))) for e in enc])
+    # "measured" subnets: the table sum with attention 20% slower inside a network
+    by_kind = p.kernel_sums_by_kind(enc)
+    attn = list(p.kind_scale).index("attn")
+    true_by_kind = np.stack([np.array([sum(lookup[k.code] for k in kernels(SPACE.decode(e))
+                                           if k.kind == kind) for e in enc])
+                             for kind in p.kind_scale], axis=1)
+    measured = true_by_kind @ np.where(np.arange(6) == attn, 1.2, 1.0)
+    before = np.mean(np.abs(p.predict_encoded(enc[100:]) / measured[100:] - 1) <= 0.10)
+    p.fit_overhead(by_kind[:100], measured[:100])
+    after = np.mean(np.abs(p.predict_encoded(enc[100:]) / measured[100:] - 1) <= 0.10)
+    assert after >= 0.9 and after > before
+    # given exact per-kind sums, the fit recovers the injected factors (exactly without ridge)
+    kind_scale_30 = dict(p.kind_scale)
+    p.fit_overhead(true_by_kind[:100], measured[:100], ridge=0.0)
+    assert p.kind_scale == pytest.approx({k: 1.2 if k == "attn" else 1.0 for k in kind_scale_30})
+    p.fit_overhead(true_by_kind[:100], measured[:100])
+    assert p.kind_scale["attn"] > 1.1
+    p.kind_scale = kind_scale_30
+    assert np.mean(np.abs(p.predict_encoded(enc) / truth - 1) <= 0.25) > 0.9
+    p.save(tmp_path / "p.json")
+    q = LatencyPredictor.load(tmp_path / "p.json")
+    np.testing.assert_array_equal(q.predict_encoded(enc), p.predict_encoded(enc))
+    assert q.kind_scale == p.kind_scale
+    # latency never falls when a kernel grows (linear base x monotone trees)
+    from toolkit.latency.kernels import Kernel
+
+    k = next(Kernel.from_code(c) for c in sel.tolist() if Kernel.from_code(c).kind == "ffn")
+    wider = [dataclasses.replace(k, cout=w).code for w in range(k.cout, 321, 16)]
+    preds = q.predict_kernels(np.array(wider))
+    assert len(preds) > 1 and np.all(np.diff(preds) >= 0)
+
+
+def test_version_1_predictor_files_still_load(tmp_path):
+    p = load_predictor("pixel4")
+    d = p.to_dict()
+    d["version"] = 1
+    del d["overhead"]["kind_scale"]
+    for k in d["kinds"].values():
+        k.pop("linear", None)
+    (tmp_path / "v1.json").write_text(json.dumps(d))
+    q = LatencyPredictor.load(tmp_path / "v1.json")
+    assert set(q.kind_scale.values()) == {1.0}
+    d["overhead"]["kind_scale"] = {"conv": 1.0}
+    (tmp_path / "bad.json").write_text(json.dumps(d))
+    with pytest.raises(PredictorError, match="unknown kinds"):
+        LatencyPredictor.load(tmp_path / "bad.json")

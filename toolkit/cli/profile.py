@@ -97,6 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--kernels", type=int, default=150, help="kernels to measure")
     c.add_argument("--subnets", type=int, default=12,
                    help="whole subnets measured end to end (overhead fit and check)")
+    c.add_argument("--mflops", type=float, nargs=2, metavar=("LO", "HI"),
+                   help="profile the part of the space you will search: kernels and subnets "
+                   "drawn from subnets of LO-HI MFLOPs (default: the whole space)")
+    c.add_argument("--workers", type=int, default=None,
+                   help="processes converting kernels to .tflite (default: min(2, cpus))")
     c.add_argument("--num-classes", type=int, default=1000, help="classifier size of the head")
     c.add_argument("--report", action="store_true",
                    help="write predicted-vs-measured plots (PNG) and print the accuracy")
@@ -112,15 +117,25 @@ def campaign(args, device) -> int:
     from toolkit.latency.profiler import CampaignConfig, report, run_campaign
 
     out = args.out or os.path.join("runs", f"profile_{device.profile.name}")
+    if args.mflops is not None and not 0 < args.mflops[0] < args.mflops[1]:
+        raise ValueError(f"--mflops {args.mflops[0]:g} {args.mflops[1]:g}: give LO HI with "
+                         "0 < LO < HI (the space spans 37.4-3191.5 MFLOPs)")
     cfg = CampaignConfig(kernels=args.kernels, subnets=args.subnets,
                          num_classes=args.num_classes, runs=min(args.runs, 30),
-                         warmup=args.warmup, repeats=min(args.repeats, 2))
-    summary = run_campaign(device, out, cfg, progress=lambda m: print(m, file=sys.stderr))
-    print(f"{summary['device']}: {summary['kernels']} kernels, {summary['subnets']} subnets; "
-          f"overhead: measured = {summary['overhead']['scale']:.3f} x kernel sum + "
-          f"{summary['overhead']['offset_ms']:.3f} ms; held-out subnets within ±10%: "
-          f"{100 * summary['held_out_within10']:.0f}% (RMSPE "
-          f"{100 * summary['held_out_rmspe']:.1f}%)")
+                         warmup=args.warmup, repeats=min(args.repeats, 3),
+                         mflops=tuple(args.mflops) if args.mflops else None)
+    summary = run_campaign(device, out, cfg, progress=lambda m: print(m, file=sys.stderr),
+                           workers=args.workers)
+    o = summary["overhead"]
+    kinds = ", ".join(f"{k} {v:.2f}" for k, v in o["kind_scale"].items())
+    print(f"{summary['device']}: {summary['kernels']} kernels, {summary['subnets']} subnets "
+          f"({summary['statistic']} latency); overhead: measured = {o['scale']:.3f} x "
+          f"(per-kind factors: {kinds}) kernel sum + {o['offset_ms']:.3f} ms")
+    if summary["subnets"]:
+        print(f"held-out subnets ({summary['held_out']}) within ±10%: "
+              f"{100 * summary['held_out_within10']:.0f}%, within ±5%: "
+              f"{100 * summary['held_out_within5']:.0f}% (RMSPE "
+              f"{100 * summary['held_out_rmspe']:.1f}%)")
     if args.report:
         for path in report(summary, out):
             print(f"plot: {path}")

@@ -132,7 +132,8 @@ def summary(r: Result) -> str:
         f"{r.model_name} on {r.device} ({r.serial}), {r.mode}: mask {r.mask}, "
         f"{r.threads} thread(s), {r.delegate}",
         f"  latency: median {r.median_ms:.4g} ms   p90 {r.p90_ms:.4g} ms   std {r.std_ms:.3g} ms   "
-        f"(over {r.repeats} invocations x {r.num_runs} runs; init {r.init_ms or 0:.1f} ms)",
+        f"best {r.best_ms or float('nan'):.4g} ms   (over {r.repeats} invocations x "
+        f"{r.num_runs} runs; init {r.init_ms or 0:.1f} ms)",
         f"  thermal: status {r.thermal_before.get('thermal_status')} -> "
         f"{r.thermal_after.get('thermal_status')}, max temp "
         f"{r.thermal_before.get('max_temp_c')} -> {r.thermal_after.get('max_temp_c')} C",

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+import statistics
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -104,6 +105,21 @@ class Result:
     op_rows: list = field(default_factory=list)  # dicts
     id: int | None = None
     created: str = ""
+
+    @property
+    def best_ms(self) -> float | None:
+        """Median over invocations of each invocation's fastest run (None if not printed)."""
+        mins = [r.get("min_us") for r in self.repeat_rows]
+        if not mins or any(m is None for m in mins):
+            return None
+        return float(statistics.median(mins)) / 1000
+
+    def latency_ms(self, statistic: str = "median") -> float | None:
+        """The figure a device profile's ``statistic`` names: ``median`` or ``best``."""
+        if statistic == "best":
+            best = self.best_ms
+            return best if best is not None else self.median_ms
+        return self.median_ms
 
     @property
     def config_key(self) -> str:

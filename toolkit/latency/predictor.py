@@ -7,9 +7,11 @@ here by a small vectorized tree walker, so a file written today loads with any l
 scikit-learn, or without it. Predictions for a kernel are cached by its code, so predicting
 many subnets is a vectorized lookup (tens of thousands of subnets per second).
 
-File format (``"format": "evit-latency-predictor", "version": 1``): device, convention,
-overhead {scale, offset_ms}, provenance {source, trained_on, created, sklearn}, and per kind
-{features, baseline, trees: [{feature, threshold, left, right, value}]}.
+File format (``"format": "evit-latency-predictor", "version": 2``): device, convention,
+overhead {scale, offset_ms, kind_scale: {kind: factor}}, provenance {source, trained_on,
+created, sklearn}, and per kind {features, baseline, trees: [{feature, threshold, left, right,
+value}]}. Prediction: scale * sum over kernels (kind_scale[kind] * kernel ms) + offset_ms.
+Version 1 files (no kind_scale, i.e. every factor 1) still load.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from toolkit.space import SPACE, ArchConfig
 
 from .kernels import FEATURES, KINDS, MONOTONE, Kernel, feature_matrix, kernel_codes
 
-FORMAT, VERSION = "evit-latency-predictor", 1
+FORMAT, VERSION = "evit-latency-predictor", 2
 
 
 class PredictorError(ValueError):
@@ -38,28 +40,61 @@ def _kind_of(codes: np.ndarray) -> np.ndarray:
     return codes // int(np.prod(RADIX[1:], dtype=np.int64))
 
 
-class KindModel:
-    """Trees for one kernel kind: raw = baseline + sum(trees); latency = exp(raw)."""
+LINEAR = ("macs", "params", "bytes")  # the linear base model's features, where a kind has them
+LINEAR_BELOW = 200  # kinds with fewer measured kernels get the linear base; more: trees alone
 
-    def __init__(self, kind: str, baseline: float, trees: list[dict]):
+
+class KindModel:
+    """One kernel kind: latency = base(x) * exp(baseline + sum(trees)).
+
+    base(x) = coef · [macs, params, bytes, 1] (non-negative least squares in relative error) is
+    a roofline-like first guess that interpolates sensibly between a few measured kernels; the
+    monotone trees learn the log of what it gets wrong. With ``LINEAR_BELOW`` or more kernels
+    of a kind the trees alone are more accurate (monotone residuals cannot undo a base that
+    is wrong in a direction), so base(x) = 1 there.
+    """
+
+    def __init__(self, kind: str, baseline: float, trees: list[dict],
+                 linear: list[float] | None = None):
         self.kind, self.baseline, self.trees = kind, baseline, trees
+        self.linear = linear  # coefficients for linear_features(kind) + intercept, or None
+
+    @staticmethod
+    def linear_features(kind: str) -> list[str]:
+        return [f for f in LINEAR if f in FEATURES[kind]]
+
+    def base(self, X: np.ndarray) -> np.ndarray:
+        if self.linear is None:
+            return np.ones(len(X))
+        cols = [FEATURES[self.kind].index(f) for f in self.linear_features(self.kind)]
+        coef = np.asarray(self.linear)
+        return np.maximum(X[:, cols] @ coef[:-1] + coef[-1], 1e-6)
 
     @classmethod
     def fit(cls, kind: str, X: np.ndarray, y_ms: np.ndarray, seed: int = 0,
             max_iter: int = 400) -> KindModel:
+        from scipy.optimize import nnls
         from sklearn.ensemble import HistGradientBoostingRegressor
 
         names = FEATURES[kind]
         n = len(X)
-        model = HistGradientBoostingRegressor(
+        linear = None
+        if n < LINEAR_BELOW:
+            cols = [names.index(f) for f in cls.linear_features(kind)]
+            A = np.hstack([X[:, cols], np.ones((n, 1))])
+            scale = np.maximum(A.max(axis=0), 1e-12)  # conditioning: fit on [0, 1] columns
+            coef, _ = nnls(A / scale / y_ms[:, None], np.ones(n))  # relative-error least squares
+            linear = (coef / scale).tolist()
+        base = cls(kind, 0.0, [], linear).base(X)
+        gbdt = HistGradientBoostingRegressor(
             max_iter=max_iter, learning_rate=0.1, max_leaf_nodes=31,
             min_samples_leaf=max(1, min(10, n // 20)), l2_regularization=0.0,
             monotonic_cst=[MONOTONE.get(f, 0) for f in names], early_stopping=False,
             random_state=seed,
         )
-        model.fit(X, np.log(y_ms))
+        gbdt.fit(X, np.log(y_ms) - np.log(base))
         trees = []
-        for (pred,) in model._predictors:  # one regression tree per iteration
+        for (pred,) in gbdt._predictors:  # one regression tree per iteration
             nodes = pred.nodes
             trees.append({
                 "feature": nodes["feature_idx"].astype(int).tolist(),
@@ -69,7 +104,7 @@ class KindModel:
                 "leaf": nodes["is_leaf"].astype(int).tolist(),
                 "value": nodes["value"].astype(float).tolist(),
             })
-        return cls(kind, float(np.ravel(model._baseline_prediction)[0]), trees)
+        return cls(kind, float(np.ravel(gbdt._baseline_prediction)[0]), trees, linear)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         raw = np.full(len(X), self.baseline)
@@ -86,18 +121,24 @@ class KindModel:
                 go_left = X[rows, feat[node]] <= thr[node]
                 node = np.where(active, np.where(go_left, left[node], right[node]), node)
             raw += value[node]
-        return np.exp(raw)
+        return self.base(X) * np.exp(raw)
 
     def to_dict(self) -> dict:
-        return {"features": list(FEATURES[self.kind]), "baseline": self.baseline,
-                "trees": self.trees}
+        d = {"features": list(FEATURES[self.kind]), "baseline": self.baseline,
+             "trees": self.trees}
+        if self.linear is not None:
+            d["linear"] = {"features": self.linear_features(self.kind) + ["1"],
+                           "coef": list(self.linear)}
+        return d
 
 
 class LatencyPredictor:
     def __init__(self, device: str, convention: str, kinds: dict[str, KindModel],
-                 scale: float = 1.0, offset_ms: float = 0.0, provenance: dict | None = None):
+                 scale: float = 1.0, offset_ms: float = 0.0, provenance: dict | None = None,
+                 kind_scale: dict[str, float] | None = None):
         self.device, self.convention, self.kinds = device, convention, kinds
         self.scale, self.offset_ms = scale, offset_ms
+        self.kind_scale = {k: float((kind_scale or {}).get(k, 1.0)) for k in KINDS}
         self.provenance = dict(provenance or {})
         self._codes = np.zeros(0, dtype=np.int64)  # sorted cache of kernel predictions
         self._ms = np.zeros(0)
@@ -127,11 +168,32 @@ class LatencyPredictor:
             pass
         return cls(device, convention, kinds, provenance=prov)
 
-    def fit_overhead(self, kernel_sums_ms: np.ndarray, measured_ms: np.ndarray) -> None:
-        """Least squares measured ≈ scale * kernel_sum + offset (the per-model overhead)."""
-        A = np.stack([kernel_sums_ms, np.ones(len(kernel_sums_ms))], axis=1)
-        (scale, offset), *_ = np.linalg.lstsq(A, measured_ms, rcond=None)
-        self.scale, self.offset_ms = float(scale), float(offset)
+    def fit_overhead(self, kernel_sums_ms: np.ndarray, measured_ms: np.ndarray,
+                     ridge: float = 0.1) -> None:
+        """The per-model overhead, from whole subnets measured end to end.
+
+        ``kernel_sums_ms`` (N,): least squares measured ≈ scale * kernel_sum + offset.
+        (N, kinds) per-kind sums: measured ≈ sum_k kind_scale[k] * sum_k, each factor in
+        [0.5, 2] and pulled towards 1 by ``ridge`` (a block runs a little faster or slower
+        inside a network than alone: caches, layout changes at its edges). No offset here:
+        the first conv and the head, in every subnet, already carry a constant.
+        """
+        sums = np.asarray(kernel_sums_ms, dtype=np.float64)
+        measured = np.asarray(measured_ms, dtype=np.float64)
+        if sums.ndim == 1:
+            A = np.stack([sums, np.ones(len(sums))], axis=1)
+            (scale, offset), *_ = np.linalg.lstsq(A, measured, rcond=None)
+            self.scale, self.offset_ms = float(scale), float(offset)
+            self.kind_scale = dict.fromkeys(KINDS, 1.0)
+            return
+        from scipy.optimize import lsq_linear
+
+        n, k = sums.shape
+        w = np.sqrt(ridge * n) * sums.mean(axis=0)  # ridge rows: w_k (s_k - 1) = 0
+        fit = lsq_linear(np.vstack([sums, np.diag(w)]), np.concatenate([measured, w]),
+                         bounds=(0.5, 2.0))
+        self.kind_scale = {kind: float(v) for kind, v in zip(KINDS, fit.x)}
+        self.scale, self.offset_ms = 1.0, 0.0
 
     # -- prediction ------------------------------------------------------------------------
     def predict_kernels(self, codes: np.ndarray) -> np.ndarray:
@@ -157,12 +219,24 @@ class LatencyPredictor:
         return self._ms[np.searchsorted(self._codes, flat)].reshape(codes.shape)
 
     def kernel_sum_encoded(self, enc: np.ndarray) -> np.ndarray:
+        """Plain sum of the kernels' predicted latencies, (N,)."""
         codes, active = kernel_codes(enc, self.convention)
         return (self.predict_kernels(codes) * active).sum(axis=1)
 
+    def kernel_sums_by_kind(self, enc: np.ndarray) -> np.ndarray:
+        """Per-kind sums of the kernels' predicted latencies, (N, kinds) in KINDS order."""
+        codes, active = kernel_codes(enc, self.convention)
+        ms = self.predict_kernels(codes) * active
+        kind = _kind_of(codes)
+        return np.stack([(ms * (kind == i)).sum(axis=1) for i in range(len(KINDS))], axis=1)
+
     def predict_encoded(self, enc: np.ndarray) -> np.ndarray:
         """Latency in ms for N encoded subnets (SPACE.encode rows)."""
-        return self.scale * self.kernel_sum_encoded(enc) + self.offset_ms
+        codes, active = kernel_codes(enc, self.convention)
+        ms = self.predict_kernels(codes) * active
+        if any(v != 1.0 for v in self.kind_scale.values()):
+            ms = ms * np.array([self.kind_scale[k] for k in KINDS])[_kind_of(codes)]
+        return self.scale * ms.sum(axis=1) + self.offset_ms
 
     def predict(self, arch: ArchConfig) -> float:
         return float(self.predict_encoded(SPACE.encode(arch)[None])[0])
@@ -175,7 +249,8 @@ class LatencyPredictor:
         return {
             "format": FORMAT, "version": VERSION, "device": self.device,
             "convention": self.convention,
-            "overhead": {"scale": self.scale, "offset_ms": self.offset_ms},
+            "overhead": {"scale": self.scale, "offset_ms": self.offset_ms,
+                         "kind_scale": dict(self.kind_scale)},
             "provenance": self.provenance,
             "kinds": {k: m.to_dict() for k, m in self.kinds.items()},
         }
@@ -216,9 +291,21 @@ class LatencyPredictor:
                     if not all(len(t[f]) == n for f in ("feature", "threshold", "left", "right",
                                                          "leaf")):
                         raise PredictorError(f"{path}: a {kind} tree has arrays of unequal length")
-                kinds[kind] = KindModel(kind, float(k["baseline"]), k["trees"])
+                lin = k.get("linear")
+                if lin is not None and (list(lin.get("features", [])) !=
+                                        KindModel.linear_features(kind) + ["1"]
+                                        or len(lin.get("coef", [])) != len(lin["features"])):
+                    raise PredictorError(f"{path}: {kind} linear base {lin} does not match "
+                                         f"{KindModel.linear_features(kind) + ['1']}")
+                kinds[kind] = KindModel(kind, float(k["baseline"]), k["trees"],
+                                        [float(c) for c in lin["coef"]] if lin else None)
+            ks = d["overhead"].get("kind_scale") or {}
+            if set(ks) - set(KINDS):
+                raise PredictorError(f"{path}: overhead.kind_scale names unknown kinds "
+                                     f"{sorted(set(ks) - set(KINDS))}; known: {', '.join(KINDS)}")
             return cls(d["device"], d["convention"], kinds, float(d["overhead"]["scale"]),
-                       float(d["overhead"]["offset_ms"]), d.get("provenance", {}))
+                       float(d["overhead"]["offset_ms"]), d.get("provenance", {}),
+                       {k: float(v) for k, v in ks.items()})
         except (KeyError, TypeError, ValueError) as e:
             if isinstance(e, PredictorError):
                 raise

@@ -158,15 +158,50 @@ class CampaignConfig:
     runs: int = 30
     warmup: int = 5
     repeats: int = 2
+    mflops: tuple[float, float] | None = None  # profile the part of the space in [lo, hi]
+    statistic: str = ""  # "" = the device profile's (median on phones, best on the host)
 
     def to_dict(self) -> dict:
-        return dict(self.__dict__)
+        d = dict(self.__dict__)
+        d["mflops"] = list(self.mflops) if self.mflops is not None else None
+        return d
+
+
+def build_all(items: list, build: Callable, workers: int) -> None:
+    """Convert every item not yet in the cache, on ``workers`` processes (conversion is
+    single-threaded Python; measuring happens afterwards, on a quiet machine)."""
+    if workers <= 1 or len(items) <= 1:
+        for it in items:
+            build(it)
+        return
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"),
+                             initializer=torch.set_num_threads, initargs=(1,)) as ex:
+        for _ in ex.map(build, items):
+            pass
+
+
+def _build_kernel(args: tuple[int, int]) -> str:
+    return str(kernel_tflite(Kernel.from_code(args[0]), args[1]))
+
+
+def _build_subnet(args: tuple[str, int]) -> str:
+    return str(subnet_tflite(ArchConfig.from_json(args[0]), args[1]))
+
+
+def default_workers() -> int:
+    return max(1, min(2, os.cpu_count() or 1))
 
 
 def run_campaign(device, out: str | Path, cfg: CampaignConfig | None = None,
-                 progress: Callable[[str], None] = print) -> dict:
+                 progress: Callable[[str], None] = print, workers: int | None = None) -> dict:
     """Run (or resume) a campaign; returns the summary (also written to out/summary.json)."""
     cfg = cfg or CampaignConfig()
+    cfg = CampaignConfig(**{**cfg.__dict__, "statistic": cfg.statistic
+                            or device.profile.statistic})
+    workers = default_workers() if workers is None else workers
     from toolkit.devices.base import RunSpec
     from toolkit.devices.measure import measure
 
@@ -189,22 +224,29 @@ def run_campaign(device, out: str | Path, cfg: CampaignConfig | None = None,
     if done:
         progress(f"resuming: {len(done)} kernels already measured")
 
+    def record(r) -> dict:
+        return {"latency_ms": r.latency_ms(cfg.statistic), "statistic": cfg.statistic,
+                "median_ms": r.median_ms, "best_ms": r.best_ms, "std_ms": r.std_ms}
+
     def measure_codes(codes: np.ndarray) -> None:
-        for code in codes.tolist():
-            if code in done:
-                continue
+        todo = [c for c in codes.tolist() if c not in done]
+        if todo:
+            progress(f"building {len(todo)} kernel .tflite file(s) ({workers} worker(s))")
+        build_all([(c, cfg.num_classes) for c in todo], _build_kernel, workers)
+        for code in todo:
             k = Kernel.from_code(code)
             t0 = time.perf_counter()
             path = kernel_tflite(k, cfg.num_classes)
             r = measure(device, path, spec)
-            rec = {"code": code, "key": k.key, "latency_ms": r.median_ms, "std_ms": r.std_ms,
+            rec = {"code": code, "key": k.key, **record(r),
                    "n": r.repeats * r.num_runs, "flags": r.flags, "result_sha": r.model_sha256}
             append_jsonl(klog, rec)
             done[code] = rec
-            progress(f"kernel {len(done)}/{cfg.kernels} {k.key}: {r.median_ms:.4f} ms "
+            progress(f"kernel {len(done)}/{cfg.kernels} {k.key}: {rec['latency_ms']:.4f} ms "
                      f"({time.perf_counter() - t0:.1f} s)")
 
-    fcodes, counts = kernel_frequencies(20000, seed=cfg.seed, convention=CONVENTION)
+    fcodes, counts = kernel_frequencies(20000, seed=cfg.seed, convention=CONVENTION,
+                                        mflops=cfg.mflops)
     n_cover = max(6 * 3, int(cfg.kernels * cfg.cover_fraction))
     measure_codes(cover(fcodes, counts, n_cover))
     per_round = max(1, (cfg.kernels - len(done)) // max(1, cfg.rounds))
@@ -218,60 +260,88 @@ def run_campaign(device, out: str | Path, cfg: CampaignConfig | None = None,
         measure_codes(add)
     # whole subnets, end to end
     subs = {r["arch"]: r for r in read_jsonl(slog)}
-    sp = SearchSpace(seed=cfg.seed + 1)
-    archs = [sp.sample() for _ in range(cfg.subnets)]
-    for a in archs:
-        key = a.to_json()
-        if key in subs:
-            continue
+    archs = [a.to_json() for a in campaign_subnets(cfg)]
+    todo = [a for a in archs if a not in subs]
+    if todo:
+        progress(f"building {len(todo)} whole-subnet .tflite file(s) ({workers} worker(s))")
+    build_all([(a, cfg.num_classes) for a in todo], _build_subnet, workers)
+    for key in todo:
         t0 = time.perf_counter()
-        r = measure(device, subnet_tflite(a, cfg.num_classes), spec)
-        rec = {"arch": key, "latency_ms": r.median_ms, "std_ms": r.std_ms}
+        r = measure(device, subnet_tflite(ArchConfig.from_json(key), cfg.num_classes), spec)
+        rec = {"arch": key, **record(r)}
         append_jsonl(slog, rec)
         subs[key] = rec
-        progress(f"subnet {len(subs)}/{cfg.subnets}: {r.median_ms:.3f} ms "
+        progress(f"subnet {len(subs)}/{cfg.subnets}: {rec['latency_ms']:.3f} ms "
                  f"({time.perf_counter() - t0:.1f} s)")
     return finish(device.profile.name, out, cfg)
 
 
+def campaign_subnets(cfg: CampaignConfig) -> list[ArchConfig]:
+    """The whole subnets a campaign measures: uniform, or uniform within cfg.mflops."""
+    if cfg.mflops is None:
+        sp = SearchSpace(seed=cfg.seed + 1)
+        return [sp.sample() for _ in range(cfg.subnets)]
+    from .sampling import random_subnets
+
+    return [SPACE.decode(e) for e in random_subnets(cfg.subnets, cfg.seed + 1, cfg.mflops)]
+
+
 def finish(device_name: str, out: Path, cfg: CampaignConfig) -> dict:
-    """Train on the measured kernels, fit the overhead on the subnets, save the predictor."""
+    """Train on the measured kernels, fit the overhead on the subnets, save the predictor.
+
+    The overhead is fitted on the first half of the subnets and checked on the other half:
+    per-kind factors + offset with at least 14 fitting subnets, scale + offset with 6, a
+    median ratio below that. The installed predictor then refits on every subnet.
+    """
     rows = read_jsonl(out / "kernels.jsonl")
     codes = np.array([r["code"] for r in rows], dtype=np.int64)
     y = np.array([r["latency_ms"] for r in rows])
     pred = LatencyPredictor.fit(device_name, codes, y, convention=CONVENTION, provenance={
         "source": f"evit-profile campaign in {out}", "kernels": len(rows),
-        "num_classes": cfg.num_classes})
+        "num_classes": cfg.num_classes, "statistic": cfg.statistic})
     subs = read_jsonl(out / "subnets.jsonl")
     if not subs:  # no end-to-end measurements: kernel sums only, no overhead
         pred.save(out / f"{device_name}.json")
         summary = {"device": device_name, "kernels": len(rows), "subnets": 0,
-                   "overhead": {"scale": 1.0, "offset_ms": 0.0}, "held_out_within10": float("nan"),
-                   "held_out_within5": float("nan"), "held_out_rmspe": float("nan"),
+                   "statistic": cfg.statistic,
+                   "overhead": {"scale": 1.0, "offset_ms": 0.0, "kind_scale": pred.kind_scale},
+                   "held_out_within10": float("nan"), "held_out_within5": float("nan"),
+                   "held_out_rmspe": float("nan"),
                    "predictor": str(out / f"{device_name}.json"), "points": []}
         (out / "summary.json").write_text(json.dumps(summary, indent=1))
         return summary
     enc = np.stack([SPACE.encode(ArchConfig.from_json(s["arch"])) for s in subs])
     measured = np.array([s["latency_ms"] for s in subs])
     sums = pred.kernel_sum_encoded(enc)
-    # overhead: fitted on half the subnets, checked on the other half; with few subnets only a
-    # scale (median ratio), with enough a least-squares scale + offset
+    by_kind = pred.kernel_sums_by_kind(enc)
+
+    def fit(idx: np.ndarray) -> None:
+        if len(idx) >= 14:
+            pred.fit_overhead(by_kind[idx], measured[idx])
+        elif len(idx) >= 6:
+            pred.fit_overhead(sums[idx], measured[idx])
+        else:
+            pred.scale, pred.offset_ms = float(np.median(measured[idx] / sums[idx])), 0.0
+
     half = len(subs) // 2
-    if half >= 6:
-        pred.fit_overhead(sums[:half], measured[:half])
-    elif half >= 1:
-        pred.scale, pred.offset_ms = float(np.median(measured[:half] / sums[:half])), 0.0
-    predicted = pred.scale * sums + pred.offset_ms
-    err = predicted / measured - 1
-    held = err[half:] if half >= 2 else err
+    if half >= 2:  # fit on one half, judge on the other
+        fit(np.arange(half))
+        held = pred.predict_encoded(enc[half:]) / measured[half:] - 1
+    fit(np.arange(len(subs)))  # the installed predictor uses every subnet
+    predicted = pred.predict_encoded(enc)
+    if half < 2:
+        held = predicted / measured - 1
     pred.provenance["subnets"] = len(subs)
     pred.save(out / f"{device_name}.json")
     summary = {
         "device": device_name, "kernels": len(rows), "subnets": len(subs),
-        "overhead": {"scale": pred.scale, "offset_ms": pred.offset_ms},
+        "statistic": cfg.statistic,
+        "overhead": {"scale": pred.scale, "offset_ms": pred.offset_ms,
+                     "kind_scale": pred.kind_scale},
         "held_out_within10": float(np.mean(np.abs(held) <= 0.10)),
         "held_out_within5": float(np.mean(np.abs(held) <= 0.05)),
         "held_out_rmspe": float(np.sqrt(np.mean(held ** 2))),
+        "held_out": int(len(held)),
         "raw_sum_ratio_median": float(np.median(measured / sums)),
         "predictor": str(out / f"{device_name}.json"),
         "points": [{"measured_ms": float(m), "predicted_ms": float(p), "kernel_sum_ms": float(s)}

@@ -16,11 +16,35 @@ from .kernels import KINDS, kernel_codes
 from .predictor import LatencyPredictor, _kind_of
 
 
-def kernel_frequencies(n_subnets: int = 20000, seed: int = 0, convention: str = "table"
+def random_subnets(n: int, seed: int = 0, mflops: tuple[float, float] | None = None
+                   ) -> np.ndarray:
+    """n encoded random subnets: uniform over the space, or over those whose MFLOPs lie in
+    ``mflops`` = (lo, hi) (the part of the space a deployment will search)."""
+    if mflops is None:
+        sp = SearchSpace(seed=seed)
+        return np.stack([SPACE.encode(sp.sample()) for _ in range(n)])
+    from toolkit.flops import flops_encoded
+
+    lo, hi = mflops
+    rng, parts, have, draws = np.random.default_rng(seed), [], 0, 0
+    while have < n:
+        enc = SPACE.sample_encoded(50_000, rng)
+        draws += len(enc)
+        f = np.asarray(flops_encoded(enc))
+        keep = enc[(f >= lo) & (f <= hi)]
+        parts.append(keep)
+        have += len(keep)
+        if draws >= 20_000_000 and have < n:
+            raise ValueError(f"mflops = {mflops}: too few subnets of the space lie in "
+                             f"[{lo:g}, {hi:g}] MFLOPs; the space spans 37.4-3191.5")
+    return np.concatenate(parts)[:n]
+
+
+def kernel_frequencies(n_subnets: int = 20000, seed: int = 0, convention: str = "table",
+                       mflops: tuple[float, float] | None = None
                        ) -> tuple[np.ndarray, np.ndarray]:
     """(distinct kernel codes, how many of n random subnets use each), most frequent first."""
-    sp = SearchSpace(seed=seed)
-    enc = np.stack([SPACE.encode(sp.sample()) for _ in range(n_subnets)])
+    enc = random_subnets(n_subnets, seed, mflops)
     codes, active = kernel_codes(enc, convention)
     uniq, counts = np.unique(codes[active], return_counts=True)
     order = np.argsort(-counts, kind="stable")
