@@ -106,8 +106,8 @@ KNOWN_KEYS = {
 }
 DELEGATES = ("xnnpack", "gpu", "nnapi", "cpu")
 # median: the median over invocations of each invocation's median run (phones);
-# best: the median over invocations of each invocation's fastest run, for machines whose
-# neighbours (a shared VM) slow a share of runs down by a varying amount
+# best: the fastest run of all invocations, for machines whose neighbours (a shared VM) slow
+# a varying share of runs and processes down
 STATISTICS = ("median", "best")
 
 

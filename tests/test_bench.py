@@ -168,6 +168,8 @@ def test_compare_rules():
     assert rows[0].status == "improvement"
     rows = compare([e(10, 0.1)], [e(20, 0.1, binary="other")])
     assert rows[0].status == "not comparable"  # different binaries are never mixed
+    best = Entry("m", "host", "s", "default", 10, 0.1, 5, "litert-host", "b", 1, "1", "best")
+    assert compare([e(10, 0.1)], [best])[0].status == "not comparable"  # median vs fastest run
     rows = compare([e(10, 0.1)], [e(10, 0.1, name="n")])
     assert {r.status for r in rows} == {"missing", "new"}
 

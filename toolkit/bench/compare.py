@@ -6,8 +6,11 @@ reported as not comparable. The threshold comes from the measurements' own repea
 
     regression  if  head - base > max(min_rel * base, k * sqrt(std_base² + std_head²))
 
-(std = spread of the benchmark_model invocations' medians), so a noisy device needs a larger
-change before it is flagged, and a quiet one catches small slowdowns. Outputs: Markdown,
+(std = spread of the benchmark_model invocations' figures), so a noisy device needs a larger
+change before it is flagged, and a quiet one catches small slowdowns. The figure is the device
+profile's ``statistic``: the median of the invocations' medians on phones, the fastest run on
+the host (whose shared-VM neighbours make medians swing), with the standard error of the
+invocations' fastest runs as its noise. Outputs: Markdown,
 JUnit XML, and github-action-benchmark JSON (``customSmallerIsBetter``).
 """
 
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
@@ -38,6 +42,7 @@ class Entry:
     binary: str
     threads: int
     mask: str
+    statistic: str = "median"
 
     @property
     def key(self) -> tuple:
@@ -45,7 +50,7 @@ class Entry:
 
     @property
     def comparable_key(self) -> tuple:
-        return (self.runtime, self.binary, self.threads, self.mask)
+        return (self.runtime, self.binary, self.threads, self.mask, self.statistic)
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -65,14 +70,32 @@ class Row:
         return f"{e.name} [{e.device} {e.mode}]"
 
 
+def _statistic(device: str) -> str:
+    from device_profiles import ProfileError, get_profile
+
+    try:
+        return get_profile(device).statistic
+    except ProfileError:
+        return "median"
+
+
 def entries_from_store(store: ResultStore, run_id: str) -> list[Entry]:
     out = []
     for r in store.results(status="valid"):
         if r.meta.get("bench_run") != run_id:
             continue
+        stat = _statistic(r.device)
+        value, std = r.median_ms, r.std_ms or 0.0
+        if stat == "best" and r.best_ms is not None:
+            mins = [row["min_us"] / 1000 for row in r.repeat_rows]
+            value = r.best_ms
+            # the lowest of n minima varies less than one minimum: its standard error
+            std = statistics.stdev(mins) / len(mins) ** 0.5 if len(mins) > 1 else 0.0
+        elif stat == "best":
+            stat = "median"  # the output had no min=: the median is all there is
         out.append(Entry(r.meta.get("model", r.model_name), r.device, r.serial,
-                         r.meta.get("mode", r.mode), r.median_ms, r.std_ms or 0.0, r.repeats,
-                         r.runtime, r.binary_sha256, r.threads, r.mask))
+                         r.meta.get("mode", r.mode), value, std, r.repeats,
+                         r.runtime, r.binary_sha256, r.threads, r.mask, stat))
     return out
 
 
@@ -140,16 +163,16 @@ def markdown(rows: list[Row], base_name: str, head_name: str) -> str:
     icon = {"regression": "🔴 regression", "improvement": "🟢 faster", "unchanged": "unchanged",
             "new": "new", "missing": "missing", "not comparable": "⚠️ not comparable"}
     out = [f"### evit-bench: {head_name} vs {base_name}", "",
-           "| model | device | mode | base (ms) | head (ms) | change | noise threshold | status |",
-           "|---|---|---|---|---|---|---|---|"]
+           "| model | device | mode | figure | base (ms) | head (ms) | change | noise threshold "
+           "| status |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         e = r.head or r.base
         bm = f"{r.base.median_ms:.4g}" if r.base else "–"
         hm = f"{r.head.median_ms:.4g}" if r.head else "–"
         ch = f"{100 * r.delta_rel:+.1f}%" if not math.isnan(r.delta_rel) else "–"
         th = f"±{100 * r.threshold_rel:.1f}%" if not math.isnan(r.threshold_rel) else "–"
-        out.append(f"| {e.name} | {e.device} ({e.serial}) | {e.mode} | {bm} | {hm} | {ch} | "
-                   f"{th} | {icon[r.status]} |")
+        out.append(f"| {e.name} | {e.device} ({e.serial}) | {e.mode} | {e.statistic} | {bm} | "
+                   f"{hm} | {ch} | {th} | {icon[r.status]} |")
     n = sum(r.status == "regression" for r in rows)
     out += ["", f"{n} regression(s) among {len(rows)} comparisons."]
     return "\n".join(out)

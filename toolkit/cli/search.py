@@ -32,6 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--mflops", type=float, nargs="+", help="MFLOPs budget(s)")
     p.add_argument("--device", default="pixel4",
                    help="whose latency predictor (pixel1/4/6, xiaomi11, or host after a campaign)")
+    p.add_argument("--predictor", help="a latency predictor file to use instead of the one "
+                   "installed for --device (e.g. runs/profile_host/host.json)")
     p.add_argument("--supernet", default=DEFAULT_SUPERNET, help="supernet checkpoint (evit-train)")
     p.add_argument("--data", default=None, help="ImageNet-layout folder (default: the "
                    "checkpoint's training data; the embedded digits for evit-train's default)")
@@ -105,9 +107,10 @@ def run(args) -> dict:
     elif torch.cuda.is_available():
         device = "cuda"
     if args.latency_ms:
-        from toolkit.latency import load_predictor
+        from toolkit.latency import LatencyPredictor, load_predictor
 
-        predictor = load_predictor(args.device)
+        predictor = (LatencyPredictor.load(args.predictor) if args.predictor
+                     else load_predictor(args.device))
         cost, budgets = Cost("latency", predictor), args.latency_ms
     else:
         cost, budgets = Cost("mflops"), args.mflops
@@ -201,12 +204,14 @@ def run(args) -> dict:
 
             binary = resolve_binary(args.benchmark_binary)
         dev = open_device(args.device, binary=binary)
+        stat = dev.profile.statistic  # the figure the device's predictor learned
         for best in results:
-            m = measure(dev, best["artifact"], RunSpec(repeats=3, num_runs=30))
-            best["measured_ms"] = m.median_ms
-            gap = 100 * (m.median_ms / best["cost"] - 1)
-            print(f"budget {best['budget']:g}: measured {m.median_ms:.2f} ms on {args.device} "
-                  f"vs predicted {best['cost']:.2f} ms ({gap:+.1f}%)")
+            m = measure(dev, best["artifact"], RunSpec(repeats=5, num_runs=30))
+            best["measured_ms"], best["measured_statistic"] = m.latency_ms(stat), stat
+            best["measured_median_ms"] = m.median_ms
+            gap = 100 * (best["measured_ms"] / best["cost"] - 1)
+            print(f"budget {best['budget']:g}: measured {best['measured_ms']:.2f} ms ({stat}) "
+                  f"on {args.device} vs predicted {best['cost']:.2f} ms ({gap:+.1f}%)")
     (out / "summary.json").write_text(json.dumps(results, indent=1, default=str))
     return {"results": results, "evaluated": evaluator.evaluated}
 

@@ -1,0 +1,53 @@
+"""evit-demo end to end, reduced: train -> profile the host -> search host and pixel4 -> export
+-> benchmark on the host; every file the summary names exists and opens."""
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from toolkit.cli import demo
+
+
+@pytest.mark.slow
+def test_reduced_pipeline_end_to_end(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("EVIT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("EVIT_PREDICTORS", str(tmp_path / "predictors"))  # nothing installed
+    out = tmp_path / "demo"
+    argv = ["--out", str(out), "--train-steps", "4", "--levels", "100", "--kernels", "18",
+            "--subnets", "2", "--population", "3", "--generations", "1", "--pixel4-ms", "9"]
+    assert demo.main(argv) == 0
+    text = capsys.readouterr().out
+    for cmd in ("$ evit-train", "$ evit-profile --device host", "$ evit-search --latency-ms",
+                "--device pixel4", "$ evit-bench"):
+        assert cmd in text
+    s = json.loads((out / "summary.json").read_text())
+    assert [r["device"] for r in s["rows"]] == ["host", "pixel4"]
+    assert s["rows"][1]["predicted_ms"] <= 9.0
+    assert s["rows"][0]["predicted_ms"] <= s["host_budget_ms"]
+    for r in s["rows"]:
+        assert r["measured_host_ms"] > 0 and r["size_mb"] > 0
+        from ai_edge_litert.interpreter import Interpreter
+
+        Interpreter(model_path=r["artifact"]).allocate_tensors()  # the artifact opens
+        meta = json.loads(Path(r["sidecar"]).read_text())
+        assert meta["parity"]["top1_agreement"] >= 0.9
+        json.loads(Path(r["arch"]).read_text())
+    for p in s["plots"]:
+        assert Path(p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", p
+    assert "<img" in Path(s["report"]).read_text()
+    with sqlite3.connect(s["store"]) as db:
+        assert db.execute("SELECT COUNT(*) FROM results WHERE status='valid'").fetchone()[0] == 2
+    assert not (tmp_path / "predictors").exists()  # the demo installs nothing for the user
+    # a second run keeps the finished training and resumes the campaign and the searches
+    assert demo.main(argv) == 0
+    again = capsys.readouterr()
+    assert "train: already done" in again.out
+    assert "resuming: 18 kernels already measured" in again.err
+
+
+def test_bad_arguments_are_refused(capsys):
+    assert demo.main(["--levels", "300", "100"]) == 2
+    assert "increasing" in capsys.readouterr().err
+    assert demo.main(["--train-steps", "0"]) == 2

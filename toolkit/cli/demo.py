@@ -1,0 +1,260 @@
+"""``evit-demo``: the whole pipeline on embedded defaults, on this machine, in minutes.
+
+    evit-demo                     # train -> profile the host -> search (host, pixel4) -> export
+                                  # -> benchmark on the host -> summary table
+    evit-demo --out runs/demo2 --train-steps 60 --kernels 30    # smaller / faster
+
+Every step runs the real command (printed with its arguments, so you can run it yourself) and
+leaves its files in --out. Run it again after an interruption and finished steps are kept:
+training resumes from its last checkpoint, the profiling campaign and the searches resume from
+their logs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class DemoError(RuntimeError):
+    pass
+
+
+@dataclass
+class DemoConfig:
+    out: str = "runs/demo"
+    train_steps: int = 90  # the digits, batch 16 (evit-train's default run is 267 steps)
+    levels: tuple[float, ...] = (100.0, 200.0, 300.0)  # MFLOPs levels trained and searched
+    kernels: int = 40  # host campaign: kernels measured
+    subnets: int = 6  # host campaign: whole subnets for the overhead fit
+    host_ms: float | None = None  # host budget; None: the median predicted latency of
+    # subnets at the middle level
+    pixel4_ms: float = 15.0  # pixel4 budget (shipped predictor)
+    population: int = 12
+    generations: int = 2
+    seed: int = 0
+
+    @property
+    def mflops_window(self) -> tuple[float, float]:
+        return (self.levels[0], self.levels[-1] + 20.0)
+
+
+def _step(n: int, total: int, title: str, prog: str, argv: list[str],
+          main: Callable[[list[str]], int], log: Callable[[str], None]) -> float:
+    log(f"\n[{n}/{total}] {title}\n$ {prog} {shlex.join(argv)}")
+    t0 = time.perf_counter()
+    rc = main(argv)
+    if rc != 0:
+        raise DemoError(f"step {n} ({prog}) failed with exit code {rc}; fix the error above and "
+                        "run evit-demo again (finished steps are kept)")
+    dt = time.perf_counter() - t0
+    log(f"[{n}/{total}] done in {dt:.0f} s")
+    return dt
+
+
+def auto_host_budget(predictor_file: Path, level: float, seed: int = 0) -> float:
+    """The median predicted host latency of 200 random subnets at ``level`` MFLOPs."""
+    import numpy as np
+
+    from toolkit.latency import LatencyPredictor
+    from toolkit.space import SearchSpace
+
+    pred = LatencyPredictor.load(predictor_file)
+    sp = SearchSpace(seed=seed)
+    enc = np.stack([sp.encode(sp.sample_at(level, level + 20)) for _ in range(200)])
+    return float(np.round(np.median(pred.predict_encoded(enc)), 2))
+
+
+def run_demo(cfg: DemoConfig, log: Callable[[str], None] = print) -> dict:
+    from toolkit.cli import bench, export, profile, search, train  # noqa: F401
+
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "demo_config.json").write_text(json.dumps(cfg.__dict__, indent=1, default=list))
+    t_start = time.perf_counter()
+    times: dict[str, float] = {}
+    total = 5
+    levels = [f"{v:g}" for v in cfg.levels]
+    lo, hi = cfg.mflops_window
+
+    # 1. train -----------------------------------------------------------------------------
+    tdir = out / "train"
+    argv = ["--out", str(tdir), "--steps", str(cfg.train_steps), "--levels", *levels,
+            "--seed", str(cfg.seed)]
+    if (tdir / "summary.json").is_file() and (tdir / "supernet.pt").is_file():
+        log(f"\n[1/{total}] train: already done ({tdir / 'supernet.pt'})")
+        times["train"] = 0.0
+    else:
+        if (tdir / "last.pt").is_file():
+            argv.append("--resume")
+        times["train"] = _step(1, total, "train a supernet on the embedded digits", "evit-train",
+                               argv, train.main, log)
+    supernet = tdir / "supernet.pt"
+    train_summary = json.loads((tdir / "summary.json").read_text())
+
+    # 2. profile the host ------------------------------------------------------------------
+    pdir = out / "profile_host"
+    argv = ["--device", "host", "--kernels", str(cfg.kernels), "--subnets", str(cfg.subnets),
+            "--mflops", f"{lo:g}", f"{hi:g}", "--num-classes", "10", "--out", str(pdir),
+            "--report", "--no-install"]
+    times["profile"] = _step(2, total, "profile this machine's CPU (kernels and whole subnets "
+                             f"of {lo:g}-{hi:g} MFLOPs) and train its latency predictor",
+                             "evit-profile", argv, profile.main, log)
+    host_pred = pdir / "host.json"
+
+    # 3. search: host and pixel4 -----------------------------------------------------------
+    host_ms = cfg.host_ms or auto_host_budget(host_pred, cfg.levels[len(cfg.levels) // 2],
+                                              cfg.seed)
+    evo = ["--population", str(cfg.population), "--generations", str(cfg.generations),
+           "--parents", str(max(2, cfg.population // 2)), "--mutations",
+           str(max(2, cfg.population // 3)), "--crossovers", str(max(2, cfg.population // 3)),
+           "--seed", str(cfg.seed), "--calib-images", "64", "--search-images", "287"]
+    searches = {
+        "host": (["--latency-ms", f"{host_ms:g}", "--device", "host", "--predictor",
+                  str(host_pred)], host_ms),
+        "pixel4": (["--latency-ms", f"{cfg.pixel4_ms:g}", "--device", "pixel4"], cfg.pixel4_ms),
+    }
+    times["search"] = 0.0
+    bests: dict[str, dict] = {}
+    for i, (dev, (budget_args, budget)) in enumerate(searches.items()):
+        sdir = out / f"search_{dev}"
+        argv = [*budget_args, "--supernet", str(supernet), "--out", str(sdir), *evo,
+                "--export", "tflite"]
+        title = (f"search the most accurate subnet within {budget:g} ms on {dev} "
+                 f"({'the predictor of step 2' if dev == 'host' else 'shipped predictor'}), "
+                 "export it as .tflite")
+        times["search"] += _step(3 + i, total, title, "evit-search", argv, search.main, log)
+        summ = json.loads((sdir / "summary.json").read_text())
+        bests[dev] = summ[0]
+
+    # 4. benchmark both artifacts on the host ----------------------------------------------
+    suite = out / "bench_suite.yaml"
+    suite.write_text("# written by evit-demo\nname: demo\nmodels:\n" + "".join(
+        f"  - {{name: best_{dev}, path: {json.dumps(str(Path(b['artifact']).resolve()))}}}\n"
+        for dev, b in bests.items()) + "devices: [host]\nmodes: [default]\nrepeats: 5\n"
+        "runs: 30\nwarmup: 5\nper_layer: true\n")
+    store = out / "bench.sqlite"
+    run_id = f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
+    times["bench"] = _step(5, total, "benchmark both artifacts on this machine (history, "
+                           "per-layer profile) and write the report", "evit-bench",
+                           ["--store", str(store), "run", str(suite), "--run-id", run_id],
+                           bench.main, log)
+    report_dir = out / "bench_report"
+    bench.main(["--store", str(store), "report", "-o", str(report_dir)])
+
+    # summary ------------------------------------------------------------------------------
+    from toolkit.devices.store import ResultStore
+    from toolkit.latency import LatencyPredictor
+    from toolkit.space import ArchConfig
+
+    host = LatencyPredictor.load(host_pred)
+    measured: dict[str, float] = {}
+    with ResultStore(store) as st:
+        for r in st.results():
+            if r.meta.get("bench_run") == run_id:
+                measured[r.meta.get("model", r.model_name)] = r.latency_ms(
+                    _host_statistic())
+    rows = []
+    for dev, b in bests.items():
+        arch = ArchConfig.from_dict(b["arch"])
+        art = Path(b["artifact"])
+        rows.append({
+            "subnet": f"best for {dev} ({b['budget']:g} ms)", "device": dev,
+            "mflops": b["mflops"], "top1_search": b["accuracy"],
+            "predicted_ms": b["cost"], "predicted_host_ms": host.predict(arch),
+            "measured_host_ms": measured.get(f"best_{dev}"),
+            "size_mb": art.stat().st_size / 1e6, "artifact": str(art),
+            "sidecar": str(art) + ".json", "arch": str(Path(b["path"])),
+        })
+    for r in rows:
+        m, p = r["measured_host_ms"], r["predicted_host_ms"]
+        r["host_error"] = (p / m - 1) if m else None
+    plots = [str(pdir / "host_predictor.png")] + [str(out / f"search_{d}" / "front.png")
+                                                  for d in bests]
+    plots += sorted(str(p) for p in report_dir.glob("*.png"))
+    summary = {
+        "seconds": time.perf_counter() - t_start, "step_seconds": times,
+        "train": {"steps": train_summary.get("steps"), "evals": train_summary.get("evals")},
+        "host_budget_ms": host_ms, "pixel4_budget_ms": cfg.pixel4_ms, "rows": rows,
+        "plots": plots, "report": str(report_dir / "report.html"), "store": str(store),
+        "supernet": str(supernet), "host_predictor": str(host_pred),
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+    log("\n" + summary_table(summary))
+    return summary
+
+
+def _host_statistic() -> str:
+    from device_profiles import get_profile
+
+    return get_profile("host").statistic
+
+
+def summary_table(s: dict) -> str:
+    lines = [f"evit-demo finished in {s['seconds'] / 60:.1f} min "
+             f"({', '.join(f'{k} {v:.0f} s' for k, v in s['step_seconds'].items())})", "",
+             f"{'subnet':<26} {'MFLOPs':>7} {'top-1':>6} {'pred. on device':>16} "
+             f"{'host pred.':>10} {'host meas.':>10} {'error':>7} {'size':>8}"]
+    for r in s["rows"]:
+        meas = f"{r['measured_host_ms']:.2f}" if r["measured_host_ms"] else "–"
+        err = f"{100 * r['host_error']:+.1f}%" if r["host_error"] is not None else "–"
+        lines.append(f"{r['subnet']:<26} {r['mflops']:7.1f} {100 * r['top1_search']:5.1f}% "
+                     f"{r['predicted_ms']:11.2f} ms {r['predicted_host_ms']:7.2f} ms "
+                     f"{meas:>7} ms {err:>7} {r['size_mb']:5.1f} MB")
+    lines += ["", "top-1: on the digits' search split (fitness); host latencies: the "
+              f"{_host_statistic()} statistic of the host profile, measured by evit-bench", ""]
+    for r in s["rows"]:
+        lines.append(f"{r['device']:>7}: {r['artifact']} (+ .json sidecar), subnet {r['arch']}")
+    lines.append(f"  plots: {', '.join(s['plots'])}")
+    lines.append(f"  report: {s['report']}   results: {s['store']}")
+    lines.append(f"  supernet: {s['supernet']}   host predictor: {s['host_predictor']}")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d = DemoConfig()
+    p = argparse.ArgumentParser(prog="evit-demo", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--out", default=d.out)
+    p.add_argument("--train-steps", type=int, default=d.train_steps)
+    p.add_argument("--levels", type=float, nargs="+", default=list(d.levels),
+                   help="MFLOPs levels: trained, profiled and searched")
+    p.add_argument("--kernels", type=int, default=d.kernels, help="host campaign kernels")
+    p.add_argument("--subnets", type=int, default=d.subnets, help="host campaign subnets")
+    p.add_argument("--host-ms", type=float, default=None, help="host latency budget (default: "
+                   "the median predicted latency of subnets at the middle level)")
+    p.add_argument("--pixel4-ms", type=float, default=d.pixel4_ms)
+    p.add_argument("--population", type=int, default=d.population)
+    p.add_argument("--generations", type=int, default=d.generations)
+    p.add_argument("--seed", type=int, default=d.seed)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = build_parser().parse_args(argv)
+    if sorted(a.levels) != a.levels or a.levels[0] < 37.4:
+        print(f"evit-demo: error: --levels {a.levels}: give increasing MFLOPs levels >= 37.4",
+              file=sys.stderr)
+        return 2
+    if min(a.train_steps, a.kernels, a.population, a.generations + 1) < 1 or a.subnets < 0:
+        print("evit-demo: error: --train-steps, --kernels, --population must be >= 1 and "
+              "--generations, --subnets >= 0", file=sys.stderr)
+        return 2
+    cfg = DemoConfig(a.out, a.train_steps, tuple(a.levels), a.kernels, a.subnets, a.host_ms,
+                     a.pixel4_ms, a.population, a.generations, a.seed)
+    try:
+        run_demo(cfg, log=lambda m: print(m, flush=True))
+    except DemoError as e:
+        print(f"evit-demo: error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
