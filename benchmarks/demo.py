@@ -56,18 +56,21 @@ def main() -> None:
     args = ap.parse_args()
     out = Path(args.out)
     shutil.rmtree(out, ignore_errors=True)
-    with tempfile.TemporaryDirectory() as tmp:
+    log = out.with_name(out.name + ".log")  # evit-demo's output, live: tail -f it
+    with tempfile.TemporaryDirectory() as tmp, open(log, "w") as f:
         env = {**os.environ, "EVIT_CACHE": str(Path(tmp) / "cache"),
                "EVIT_PREDICTORS": str(Path(tmp) / "predictors")}
         t0 = time.time()
         proc = subprocess.run(["evit-demo", "--out", str(out)], env=env, cwd=ROOT,
-                              capture_output=True, text=True)
+                              stdout=f, stderr=subprocess.STDOUT, text=True)
         wall = time.time() - t0
-    (out / "demo_stdout.txt").write_text(proc.stdout)
+    out.mkdir(parents=True, exist_ok=True)
+    stdout = log.read_text()
+    (out / "demo_stdout.txt").write_text(stdout)
     if proc.returncode != 0:
-        sys.exit(f"evit-demo failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+        sys.exit(f"evit-demo failed ({proc.returncode}):\n{stdout[-3000:]}")
     s = json.loads((out / "summary.json").read_text())
-    table = proc.stdout[proc.stdout.index("evit-demo finished"):].strip()
+    table = stdout[stdout.index("evit-demo finished"):].strip()
     files = [s["supernet"], s["host_predictor"], s["report"], s["store"], *s["plots"]]
     for r in s["rows"]:
         files += [r["artifact"], r["sidecar"], r["arch"]]

@@ -16,7 +16,8 @@ def test_reduced_pipeline_end_to_end(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("EVIT_PREDICTORS", str(tmp_path / "predictors"))  # nothing installed
     out = tmp_path / "demo"
     argv = ["--out", str(out), "--train-steps", "4", "--levels", "100", "--kernels", "18",
-            "--subnets", "2", "--population", "3", "--generations", "1", "--pixel4-ms", "9"]
+            "--subnets", "2", "--population", "3", "--generations", "1", "--pixel4-ms", "9",
+            "--calib-images", "16", "--search-images", "32"]
     assert demo.main(argv) == 0
     text = capsys.readouterr().out
     for cmd in ("$ evit-train", "$ evit-profile --device host", "$ evit-search --latency-ms",
@@ -45,6 +46,7 @@ def test_reduced_pipeline_end_to_end(tmp_path, monkeypatch, capsys):
     again = capsys.readouterr()
     assert "train: already done" in again.out
     assert "resuming: 18 kernels already measured" in again.err
+    assert again.out.count("already exported (same subnet, same supernet)") == 2
 
 
 def test_bad_arguments_are_refused(capsys):

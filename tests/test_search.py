@@ -131,3 +131,26 @@ def test_torchrun_spreads_fitness_over_ranks_with_the_same_result(tmp_path, supe
     r1 = json.loads((tmp_path / "two" / "best_latency_10.rank1.json").read_text())
     assert a["arch"] == b["arch"] == r1["arch"] and a["accuracy"] == b["accuracy"]
     assert a["evaluated"] == b["evaluated"]
+
+
+def test_a_resumed_search_reuses_its_export_only_when_it_matches(tmp_path):
+    from toolkit.cli.search import _already_exported
+    from toolkit.export import sha256_file
+
+    ckpt, art = tmp_path / "supernet.pt", tmp_path / "best.tflite"
+    ckpt.write_bytes(b"weights")
+    art.write_bytes(b"model")
+    arch = {"resolution": 128, "stages": [1, 2]}
+    meta = {"arch": arch, "precision": "fp32", "sha256": sha256_file(art),
+            "source": {"supernet_sha256": sha256_file(ckpt)}}
+    side = tmp_path / "best.tflite.json"
+    side.write_text(json.dumps(meta))
+    assert _already_exported(art, arch, ckpt)
+    assert not _already_exported(art, {**arch, "resolution": 160}, ckpt)  # another subnet
+    ckpt.write_bytes(b"retrained")
+    assert not _already_exported(art, arch, ckpt)  # another supernet
+    ckpt.write_bytes(b"weights")
+    art.write_bytes(b"truncat")
+    assert not _already_exported(art, arch, ckpt)  # the artifact changed since
+    side.write_text("{not json")
+    assert not _already_exported(art, arch, ckpt)

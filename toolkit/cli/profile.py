@@ -71,9 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "profile's default_mode (see `evit devices`)")
     p.add_argument("--mask", default="", help="taskset mask in hex (overrides the mode's)")
     p.add_argument("--threads", type=int, default=0, help="threads (overrides the mode's)")
-    p.add_argument("--runs", type=int, default=50, help="timed runs per invocation")
+    p.add_argument("--runs", type=int, default=None,
+                   help="timed runs per invocation (default: 50; a campaign: 30)")
     p.add_argument("--warmup", type=int, default=5, help="warm-up runs per invocation")
-    p.add_argument("--repeats", type=int, default=5, help="benchmark_model invocations")
+    p.add_argument("--repeats", type=int, default=None,
+                   help="benchmark_model invocations (default: 5; a campaign: 3)")
     p.add_argument("--per-layer", action="store_true", help="also profile every op")
     p.add_argument("--delegate", default="xnnpack", choices=["xnnpack", "cpu", "gpu"])
     p.add_argument("--timeout", type=float, default=300.0, help="seconds per invocation")
@@ -121,8 +123,8 @@ def campaign(args, device) -> int:
         raise ValueError(f"--mflops {args.mflops[0]:g} {args.mflops[1]:g}: give LO HI with "
                          "0 < LO < HI (the space spans 37.4-3191.5 MFLOPs)")
     cfg = CampaignConfig(kernels=args.kernels, subnets=args.subnets,
-                         num_classes=args.num_classes, runs=min(args.runs, 30),
-                         warmup=args.warmup, repeats=min(args.repeats, 3),
+                         num_classes=args.num_classes, runs=args.runs or 30,
+                         warmup=args.warmup, repeats=args.repeats or 3,
                          mflops=tuple(args.mflops) if args.mflops else None)
     summary = run_campaign(device, out, cfg, progress=lambda m: print(m, file=sys.stderr),
                            workers=args.workers)
@@ -199,7 +201,8 @@ def main(argv: list[str] | None = None) -> int:
         if not args.model:
             return campaign(args, device)
         spec = RunSpec(mode=args.mode, mask=args.mask, threads=args.threads,
-                       warmup_runs=args.warmup, num_runs=args.runs, repeats=args.repeats,
+                       warmup_runs=args.warmup, num_runs=args.runs or 50,
+                       repeats=args.repeats or 5,
                        op_profiling=args.per_layer, delegate=args.delegate,
                        timeout_s=args.timeout, max_cooldown_s=args.max_cooldown)
         with ResultStore(args.store) as store:

@@ -184,6 +184,10 @@ def run(args) -> dict:
 
         for best in results:
             art = out / f"best_{cost.kind}_{best['budget']:g}.{args.export}"
+            if _already_exported(art, best["arch"], ckpt_path):
+                print(f"{art}: already exported (same subnet, same supernet)")
+                best["artifact"] = str(art)
+                continue
             argv = ["--arch", best["path"], "--supernet", str(ckpt_path), "--format",
                     args.export, "--out", str(art), "--num-classes", str(net.num_classes)]
             if data:
@@ -214,6 +218,24 @@ def run(args) -> dict:
                   f"on {args.device} vs predicted {best['cost']:.2f} ms ({gap:+.1f}%)")
     (out / "summary.json").write_text(json.dumps(results, indent=1, default=str))
     return {"results": results, "evaluated": evaluator.evaluated}
+
+
+def _already_exported(art: Path, arch: dict, ckpt: Path) -> bool:
+    """True when ``art`` and its sidecar hold exactly this subnet from this checkpoint (a
+    resumed search does not convert again); anything missing or different: export again."""
+    from toolkit.export import sha256_file
+
+    side = art.with_name(art.name + ".json")
+    if not (art.is_file() and side.is_file()):
+        return False
+    try:
+        meta = json.loads(side.read_text())
+    except ValueError:
+        return False
+    src = meta.get("source", {})
+    return (meta.get("arch") == arch and meta.get("precision") == "fp32"
+            and src.get("supernet_sha256") == sha256_file(ckpt)
+            and meta.get("sha256") == sha256_file(art))
 
 
 def main(argv: list[str] | None = None) -> int:
