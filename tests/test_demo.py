@@ -11,6 +11,7 @@ from toolkit.cli import demo
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # about 400 s on 2 cores; headroom for a slower CI machine
 def test_reduced_pipeline_end_to_end(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("EVIT_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("EVIT_PREDICTORS", str(tmp_path / "predictors"))  # nothing installed

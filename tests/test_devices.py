@@ -455,3 +455,10 @@ def test_best_statistic_and_profile_statistic_field():
     assert r.best_ms == 20.0 and r.latency_ms("best") == 20.0 and r.latency_ms() == 30.0
     r.repeat_rows = [{"min_us": None}]  # an output without min=: fall back to the median
     assert r.best_ms is None and r.latency_ms("best") == 30.0
+
+
+def test_evit_profile_refuses_zero_runs_or_repeats(capsys):
+    assert profile_cli.main(["--device", "host", "--runs", "0"]) == 2
+    assert "--runs 0: give at least 1" in capsys.readouterr().err
+    assert profile_cli.main(["--device", "host", "--model", "m.tflite", "--repeats", "-1"]) == 2
+    assert "--repeats -1" in capsys.readouterr().err

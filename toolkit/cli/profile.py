@@ -182,6 +182,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from toolkit.devices.measure import MeasurementError, layer_table, measure, summary
 
+    for flag, v in (("--runs", args.runs), ("--repeats", args.repeats)):
+        if v is not None and v < 1:
+            print(f"evit-profile: error: {flag} {v}: give at least 1", file=sys.stderr)
+            return 2
+
     if args.train_from_table:
         from toolkit.latency import PredictorError, TableError
 
