@@ -57,6 +57,7 @@ def main() -> None:
     out = Path(args.out)
     shutil.rmtree(out, ignore_errors=True)
     log = out.with_name(out.name + ".log")  # evit-demo's output, live: tail -f it
+    log.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp, open(log, "w") as f:
         env = {**os.environ, "EVIT_CACHE": str(Path(tmp) / "cache"),
                "EVIT_PREDICTORS": str(Path(tmp) / "predictors")}

@@ -147,6 +147,7 @@ def test_a_resumed_search_reuses_its_export_only_when_it_matches(tmp_path):
     side.write_text(json.dumps(meta))
     assert _already_exported(art, arch, ckpt)
     assert not _already_exported(art, {**arch, "resolution": 160}, ckpt)  # another subnet
+    assert not _already_exported(art, arch, ckpt, "/data/other")  # calibrated on other data
     ckpt.write_bytes(b"retrained")
     assert not _already_exported(art, arch, ckpt)  # another supernet
     ckpt.write_bytes(b"weights")

@@ -71,7 +71,8 @@ def run(args: argparse.Namespace) -> dict:
         calib = [resize(b) for b in batches[:4]]
         norm = _norm_info(data.name, image_size, r)
         source.update({"supernet": str(args.supernet), "supernet_sha256":
-                       sha256_file(args.supernet), "bn_recalibration_images": len(idx),
+                       sha256_file(args.supernet), "data": data_dir,
+                       "bn_recalibration_images": len(idx),
                        "calibration_data": data.name, "weights": "supernet EMA"})
     else:
         torch.manual_seed(args.seed)

@@ -184,7 +184,7 @@ def run(args) -> dict:
 
         for best in results:
             art = out / f"best_{cost.kind}_{best['budget']:g}.{args.export}"
-            if _already_exported(art, best["arch"], ckpt_path):
+            if _already_exported(art, best["arch"], ckpt_path, data):
                 print(f"{art}: already exported (same subnet, same supernet)")
                 best["artifact"] = str(art)
                 continue
@@ -220,9 +220,10 @@ def run(args) -> dict:
     return {"results": results, "evaluated": evaluator.evaluated}
 
 
-def _already_exported(art: Path, arch: dict, ckpt: Path) -> bool:
-    """True when ``art`` and its sidecar hold exactly this subnet from this checkpoint (a
-    resumed search does not convert again); anything missing or different: export again."""
+def _already_exported(art: Path, arch: dict, ckpt: Path, data: str | None = None) -> bool:
+    """True when ``art`` and its sidecar hold exactly this subnet from this checkpoint,
+    calibrated on the same data (a resumed search does not convert again); anything missing
+    or different: export again."""
     from toolkit.export import sha256_file
 
     side = art.with_name(art.name + ".json")
@@ -235,6 +236,7 @@ def _already_exported(art: Path, arch: dict, ckpt: Path) -> bool:
     src = meta.get("source", {})
     return (meta.get("arch") == arch and meta.get("precision") == "fp32"
             and src.get("supernet_sha256") == sha256_file(ckpt)
+            and src.get("data") == (str(data) if data else None)
             and meta.get("sha256") == sha256_file(art))
 
 
