@@ -80,6 +80,10 @@ def test_suite_validation(tmp_path, conv_tflite):
         parse_suite({"name": "s", "models": [{"named": "resnet50"}]})
     with pytest.raises(SuiteError, match="repeats"):
         parse_suite({"name": "s", "models": [{"path": str(conv_tflite)}], "repeats": 0})
+    with pytest.raises(SuiteError, match="min_secs = 'long'"):
+        parse_suite({"name": "s", "models": [{"path": str(conv_tflite)}], "min_secs": "long"})
+    assert parse_suite({"name": "s", "models": [{"path": str(conv_tflite)}],
+                        "min_secs": 0.5}).min_secs == 0.5
     s = load_suite(write_suite(tmp_path / "s.yaml", conv_tflite, ["host"],
                                modes=["default", {"mask": "1", "threads": 1}]))
     assert [m.label for m in s.modes] == ["default", "1/1t"] and s.models[0].name == "conv"

@@ -404,6 +404,11 @@ def test_host_device_measures_with_the_same_parser(tiny_tflite, tmp_path):
     assert r.fingerprint["cpu"] and r.mask == dev.profile.mode().mask
     assert len(r.repeat_rows) == 3 and r.median_ms > 0
     assert {"CONV_2D", "FULLY_CONNECTED"} <= {o["node_type"] for o in r.op_rows}
+    # --min_secs: each invocation keeps running past num_runs until that much time has passed
+    r = measure(dev, tiny_tflite, RunSpec(warmup_runs=1, num_runs=2, repeats=1, min_secs=0.3,
+                                          max_cooldown_s=0))
+    assert r.repeat_rows[0]["count"] > 2 and r.meta["min_secs"] == 0.3
+    assert "--min_secs=0.3" in RunSpec(min_secs=0.3).flags("m.tflite", 1).argv()
     with pytest.raises(DeviceTimeout, match="timed out"):
         dev.run_benchmark(RunSpec(num_runs=10**9, warmup_runs=1).flags(str(tiny_tflite), 1),
                           dev.profile.mode().mask, timeout=2)
@@ -462,3 +467,5 @@ def test_evit_profile_refuses_zero_runs_or_repeats(capsys):
     assert "--runs 0: give at least 1" in capsys.readouterr().err
     assert profile_cli.main(["--device", "host", "--model", "m.tflite", "--repeats", "-1"]) == 2
     assert "--repeats -1" in capsys.readouterr().err
+    assert profile_cli.main(["--device", "host", "--min-secs", "-1"]) == 2
+    assert "--min-secs -1: give 0-60 seconds" in capsys.readouterr().err

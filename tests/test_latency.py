@@ -214,3 +214,57 @@ def test_version_1_predictor_files_still_load(tmp_path):
     (tmp_path / "bad.json").write_text(json.dumps(d))
     with pytest.raises(PredictorError, match="unknown kinds"):
         LatencyPredictor.load(tmp_path / "bad.json")
+
+
+@needs_lut
+def test_overhead_form_is_chosen_by_leave_one_out(tables):
+    """Six subnets of similar size: a ratio, not a line blind to the kernels; a real offset
+    across the whole space: the line; enough subnets with one slow kind: per-kind factors."""
+    from toolkit.latency.profiler import choose_overhead
+    from toolkit.latency.sampling import random_subnets
+
+    t = tables["pixel4"]
+    codes, ms = t.arrays()
+    p = LatencyPredictor.fit("new-phone", codes, ms, max_iter=100)
+    rng = np.random.default_rng(0)
+    narrow = random_subnets(6, 3, (70, 140))
+    sums, by_kind = p.kernel_sum_encoded(narrow), p.kernel_sums_by_kind(narrow)
+    measured = 1.45 * sums * (1 + 0.03 * rng.standard_normal(6))  # 3% measurement noise
+    form, loo = choose_overhead(p, sums, by_kind, measured, np.arange(6))
+    assert set(loo) == {"ratio", "linear"}  # per-kind needs 14 subnets
+    assert form == "ratio" and loo["ratio"] < loo["linear"]
+    assert p.scale == pytest.approx(1.45, rel=0.05) and p.offset_ms == 0.0
+    # whole space, constant 4 ms on top of 1.1 x the kernel sum
+    sp = SearchSpace(seed=4)
+    wide = np.stack([SPACE.encode(sp.sample()) for _ in range(10)])
+    sums, by_kind = p.kernel_sum_encoded(wide), p.kernel_sums_by_kind(wide)
+    measured = (1.1 * sums + 4.0) * (1 + 0.01 * rng.standard_normal(10))
+    form, loo = choose_overhead(p, sums, by_kind, measured, np.arange(10))
+    assert form == "linear" and p.offset_ms == pytest.approx(4.0, abs=1.0)
+    # 20 subnets, attention 40% slower inside a network than alone
+    many = np.stack([SPACE.encode(sp.sample()) for _ in range(20)])
+    sums, by_kind = p.kernel_sum_encoded(many), p.kernel_sums_by_kind(many)
+    measured = by_kind @ np.where(np.array(list(p.kind_scale)) == "attn", 1.4, 1.0)
+    form, loo = choose_overhead(p, sums, by_kind, measured, np.arange(20))
+    assert form == "per-kind" and p.kind_scale["attn"] > 1.2  # the ridge pulls towards 1
+    assert loo["per-kind"] < min(loo["ratio"], loo["linear"])
+
+
+@needs_lut
+def test_campaign_from_before_min_secs_resumes(tmp_path, monkeypatch):
+    """A campaign.json written before a config key existed still resumes (the key takes its
+    default); a changed value is still refused."""
+    from toolkit.devices.host import HostDevice
+    from toolkit.latency.profiler import CampaignConfig, run_campaign
+
+    monkeypatch.setenv("EVIT_CACHE", str(tmp_path / "cache"))
+    cfg = CampaignConfig(kernels=18, subnets=0, runs=5, warmup=1, repeats=1)
+    run_campaign(HostDevice(), tmp_path / "c", cfg, progress=lambda m: None)
+    f = tmp_path / "c" / "campaign.json"
+    old = json.loads(f.read_text())
+    del old["config"]["min_secs"]
+    f.write_text(json.dumps(old))
+    assert run_campaign(HostDevice(), tmp_path / "c", cfg, progress=lambda m: None)[
+        "kernels"] == 18
+    with pytest.raises(ValueError, match="different configuration"):
+        run_campaign(HostDevice(), tmp_path / "c", dataclasses.replace(cfg, min_secs=0.5))

@@ -144,7 +144,8 @@ def run_suite(suite: Suite, devices: list, store_path: str | Path,
                     spec = RunSpec(mode="" if mode.name in ("default", "custom") else mode.name,
                                    mask=mode.mask, threads=mode.threads,
                                    warmup_runs=suite.warmup, num_runs=suite.runs,
-                                   repeats=suite.repeats, op_profiling=suite.per_layer,
+                                   repeats=suite.repeats, min_secs=suite.min_secs,
+                                   op_profiling=suite.per_layer,
                                    timeout_s=suite.timeout)
                     meta = {"bench_run": run_id, "suite": suite.name, "model": m.name,
                             "mode": mode.label, "git": git, "dirty": dirty}

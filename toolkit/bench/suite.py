@@ -19,7 +19,8 @@ from pathlib import Path
 
 import yaml
 
-KEYS = {"name", "models", "devices", "modes", "repeats", "runs", "warmup", "per_layer",
+KEYS = {"name", "models", "devices", "modes", "repeats", "runs", "warmup", "min_secs",
+        "per_layer",
         "timeout"}
 MODEL_KEYS = {"name", "path", "named", "precision", "num_classes", "supernet"}
 PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8")
@@ -59,6 +60,7 @@ class Suite:
     repeats: int = 3
     runs: int = 30
     warmup: int = 5
+    min_secs: float = 0.0
     per_layer: bool = False
     timeout: float = 300.0
     source: str = ""
@@ -121,6 +123,10 @@ def parse_suite(data: dict, source: str = "<dict>", base: Path | None = None) ->
         if not isinstance(v, int) or v < (0 if key == "warmup" else 1):
             raise _fail(source, key, v, "a positive integer")
         setattr(out, key, v)
+    v = data.get("min_secs", 0.0)
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 60:
+        raise _fail(source, "min_secs", v, "seconds each invocation runs at least, 0-60")
+    out.min_secs = float(v)
     out.per_layer = bool(data.get("per_layer", False))
     out.timeout = float(data.get("timeout", 300.0))
     return out

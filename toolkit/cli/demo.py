@@ -106,8 +106,9 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], None] = print) -> dict:
     pdir = out / "profile_host"
     argv = ["--device", "host", "--kernels", str(cfg.kernels), "--subnets", str(cfg.subnets),
             "--mflops", f"{lo:g}", f"{hi:g}", "--num-classes", "10", "--out", str(pdir),
-            "--report", "--no-install", "--runs", "100", "--repeats", "3"]
-    # 300 runs per model: on a shared VM the fastest run needs many tries to be steady
+            "--report", "--no-install", "--runs", "100", "--repeats", "3", "--min-secs", "0.3"]
+    # 300 runs, 3 invocations of >= 0.3 s per model: a shared VM has slow phases of seconds,
+    # and the fastest run is steady only when the runs are spread past them
     times["profile"] = _step(2, total, "profile this machine's CPU (kernels and whole subnets "
                              f"of {lo:g}-{hi:g} MFLOPs) and train its latency predictor",
                              "evit-profile", argv, profile.main, log)
@@ -143,8 +144,8 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], None] = print) -> dict:
     suite = out / "bench_suite.yaml"
     suite.write_text("# written by evit-demo\nname: demo\nmodels:\n" + "".join(
         f"  - {{name: best_{dev}, path: {json.dumps(str(Path(b['artifact']).resolve()))}}}\n"
-        for dev, b in bests.items()) + "devices: [host]\nmodes: [default]\nrepeats: 3\n"
-        "runs: 100\nwarmup: 5\nper_layer: true\n")
+        for dev, b in bests.items()) + "devices: [host]\nmodes: [default]\nrepeats: 5\n"
+        "runs: 100\nmin_secs: 0.5\nwarmup: 5\nper_layer: true\n")
     store = out / "bench.sqlite"
     run_id = f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
     times["bench"] = _step(5, total, "benchmark both artifacts on this machine (history, "

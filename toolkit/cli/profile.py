@@ -76,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=5, help="warm-up runs per invocation")
     p.add_argument("--repeats", type=int, default=None,
                    help="benchmark_model invocations (default: 5; a campaign: 3)")
+    p.add_argument("--min-secs", type=float, default=0.0,
+                   help="each invocation also runs at least this many seconds (spreads the "
+                   "runs past a shared machine's slow phases; default 0: exactly --runs)")
     p.add_argument("--per-layer", action="store_true", help="also profile every op")
     p.add_argument("--delegate", default="xnnpack", choices=["xnnpack", "cpu", "gpu"])
     p.add_argument("--timeout", type=float, default=300.0, help="seconds per invocation")
@@ -125,14 +128,20 @@ def campaign(args, device) -> int:
     cfg = CampaignConfig(kernels=args.kernels, subnets=args.subnets,
                          num_classes=args.num_classes, runs=args.runs or 30,
                          warmup=args.warmup, repeats=args.repeats or 3,
+                         min_secs=args.min_secs,
                          mflops=tuple(args.mflops) if args.mflops else None)
     summary = run_campaign(device, out, cfg, progress=lambda m: print(m, file=sys.stderr),
                            workers=args.workers)
     o = summary["overhead"]
-    kinds = ", ".join(f"{k} {v:.2f}" for k, v in o["kind_scale"].items())
+    if o.get("form") == "per-kind":
+        kinds = " + ".join(f"{v:.2f} x {k}" for k, v in o["kind_scale"].items())
+        law = f"{kinds} (per-kind kernel sums)"
+    else:
+        law = f"{o['scale']:.3f} x kernel sum + {o['offset_ms']:.3f} ms"
+    loo = ", ".join(f"{f} {100 * v:.1f}%" for f, v in (o.get("loo_rmspe") or {}).items())
     print(f"{summary['device']}: {summary['kernels']} kernels, {summary['subnets']} subnets "
-          f"({summary['statistic']} latency); overhead: measured = {o['scale']:.3f} x "
-          f"(per-kind factors: {kinds}) kernel sum + {o['offset_ms']:.3f} ms")
+          f"({summary['statistic']} latency); overhead: measured = {law}"
+          + (f" [{o.get('form')}; leave-one-out RMSPE {loo}]" if loo else ""))
     if summary["subnets"]:
         print(f"held-out subnets ({summary['held_out']}) within ±10%: "
               f"{100 * summary['held_out_within10']:.0f}%, within ±5%: "
@@ -186,6 +195,10 @@ def main(argv: list[str] | None = None) -> int:
         if v is not None and v < 1:
             print(f"evit-profile: error: {flag} {v}: give at least 1", file=sys.stderr)
             return 2
+    if not 0 <= args.min_secs <= 60:
+        print(f"evit-profile: error: --min-secs {args.min_secs:g}: give 0-60 seconds",
+              file=sys.stderr)
+        return 2
 
     if args.train_from_table:
         from toolkit.latency import PredictorError, TableError
@@ -207,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
             return campaign(args, device)
         spec = RunSpec(mode=args.mode, mask=args.mask, threads=args.threads,
                        warmup_runs=args.warmup, num_runs=args.runs or 50,
-                       repeats=args.repeats or 5,
+                       repeats=args.repeats or 5, min_secs=args.min_secs,
                        op_profiling=args.per_layer, delegate=args.delegate,
                        timeout_s=args.timeout, max_cooldown_s=args.max_cooldown)
         with ResultStore(args.store) as store:

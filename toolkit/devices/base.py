@@ -43,6 +43,8 @@ class RunSpec:
     warmup_runs: int = 5
     num_runs: int = 50
     repeats: int = 5  # separate benchmark_model invocations; statistics are over these
+    min_secs: float = 0.0  # each invocation also runs at least this long: spreads the runs
+    # over time, past a shared machine's slow phases (seconds long); 0 = exactly num_runs
     op_profiling: bool = False
     delegate: str = "xnnpack"
     timeout_s: float = 300.0  # per invocation
@@ -71,7 +73,7 @@ class RunSpec:
     def flags(self, graph: str, threads: int, csv: str | None = None) -> BenchmarkFlags:
         return BenchmarkFlags(
             graph=graph, num_threads=threads, warmup_runs=self.warmup_runs,
-            num_runs=self.num_runs, enable_op_profiling=self.op_profiling,
+            num_runs=self.num_runs, min_secs=self.min_secs, enable_op_profiling=self.op_profiling,
             profiling_output_csv_file=csv, use_gpu=self.delegate == "gpu",
             use_xnnpack=self.delegate == "xnnpack",
         )

@@ -61,6 +61,8 @@ def measure(device: Device, model: str | Path, spec: RunSpec | None = None,
         warmup_runs=spec.warmup_runs, num_runs=spec.num_runs, repeats=spec.repeats,
         versions=runtime_versions(), label=label, meta=dict(meta or {}),
     )
+    if spec.min_secs > 0:
+        result.meta.setdefault("min_secs", spec.min_secs)
     try:
         remote = device.prepare_model(model)
         centers, inits = [], []

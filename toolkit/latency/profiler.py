@@ -158,6 +158,7 @@ class CampaignConfig:
     runs: int = 30
     warmup: int = 5
     repeats: int = 2
+    min_secs: float = 0.0  # each invocation runs at least this long (RunSpec.min_secs)
     mflops: tuple[float, float] | None = None  # profile the part of the space in [lo, hi]
     statistic: str = ""  # "" = the device profile's (median on phones, best on the host)
 
@@ -210,6 +211,7 @@ def run_campaign(device, out: str | Path, cfg: CampaignConfig | None = None,
     cfg_path = out / "campaign.json"
     if cfg_path.is_file():
         old = json.loads(cfg_path.read_text())
+        old["config"] = {**CampaignConfig().to_dict(), **old["config"]}  # keys added later
         if old["config"] != cfg.to_dict() or old["device"] != device.profile.name:
             raise ValueError(
                 f"{out} holds a campaign with a different configuration or device "
@@ -218,6 +220,7 @@ def run_campaign(device, out: str | Path, cfg: CampaignConfig | None = None,
         cfg_path.write_text(json.dumps({"device": device.profile.name,
                                         "config": cfg.to_dict()}, indent=1))
     spec = RunSpec(warmup_runs=cfg.warmup, num_runs=cfg.runs, repeats=cfg.repeats,
+                   min_secs=cfg.min_secs,
                    max_cooldown_s=60)
     klog, slog = out / "kernels.jsonl", out / "subnets.jsonl"
     done = {r["code"]: r for r in read_jsonl(klog)}
@@ -286,12 +289,55 @@ def campaign_subnets(cfg: CampaignConfig) -> list[ArchConfig]:
     return [SPACE.decode(e) for e in random_subnets(cfg.subnets, cfg.seed + 1, cfg.mflops)]
 
 
+OVERHEAD_FORMS = ("ratio", "linear", "per-kind")
+MIN_SUBNETS = {"ratio": 1, "linear": 4, "per-kind": 14}  # subnets needed to fit each form
+
+
+def _fit_form(pred: LatencyPredictor, form: str, sums: np.ndarray, by_kind: np.ndarray,
+              measured: np.ndarray) -> None:
+    if form == "ratio":  # measured = scale x kernel sum; the median ratio resists outliers
+        pred.scale, pred.offset_ms = float(np.median(measured / sums)), 0.0
+        pred.kind_scale = dict.fromkeys(pred.kind_scale, 1.0)
+    elif form == "linear":
+        pred.fit_overhead(sums, measured)
+    else:
+        pred.fit_overhead(by_kind, measured)
+
+
+def choose_overhead(pred: LatencyPredictor, sums: np.ndarray, by_kind: np.ndarray,
+                    measured: np.ndarray, idx: np.ndarray) -> tuple[str, dict]:
+    """Fit the overhead form with the lowest leave-one-out error on subnets ``idx``.
+
+    A scale + offset line through subnets of similar size is ill-conditioned (six subnets
+    of 70-140 MFLOPs once gave 0.30 x sum + 4.9 ms, blind to the kernels), so the form is
+    chosen by how well each predicts the subnet left out: ratio, linear (>= 4 subnets) or
+    per-kind factors (>= 14). Returns the form and each form's leave-one-out RMSPE.
+    """
+    idx = np.asarray(idx)
+    loo: dict[str, float] = {}
+    for form in OVERHEAD_FORMS:
+        if len(idx) < max(2, MIN_SUBNETS[form] + 1):
+            continue
+        err = []
+        for i in range(len(idx)):
+            rest = np.delete(idx, i)
+            _fit_form(pred, form, sums[rest], by_kind[rest], measured[rest])
+            j = idx[i]
+            p = (pred.scale * (by_kind[j] * np.array(list(pred.kind_scale.values()))).sum()
+                 + pred.offset_ms)
+            err.append(p / measured[j] - 1)
+        loo[form] = float(np.sqrt(np.mean(np.square(err))))
+    form = min(loo, key=loo.get) if loo else "ratio"
+    _fit_form(pred, form, sums[idx], by_kind[idx], measured[idx])
+    return form, loo
+
+
 def finish(device_name: str, out: Path, cfg: CampaignConfig) -> dict:
     """Train on the measured kernels, fit the overhead on the subnets, save the predictor.
 
-    The overhead is fitted on the first half of the subnets and checked on the other half:
-    per-kind factors + offset with at least 14 fitting subnets, scale + offset with 6, a
-    median ratio below that. The installed predictor then refits on every subnet.
+    The overhead form (ratio, linear, per-kind; ``choose_overhead``) is chosen and fitted
+    on the first half of the subnets and checked on the other half. The installed predictor
+    then chooses and refits on every subnet.
     """
     rows = read_jsonl(out / "kernels.jsonl")
     codes = np.array([r["code"] for r in rows], dtype=np.int64)
@@ -315,19 +361,12 @@ def finish(device_name: str, out: Path, cfg: CampaignConfig) -> dict:
     sums = pred.kernel_sum_encoded(enc)
     by_kind = pred.kernel_sums_by_kind(enc)
 
-    def fit(idx: np.ndarray) -> None:
-        if len(idx) >= 14:
-            pred.fit_overhead(by_kind[idx], measured[idx])
-        elif len(idx) >= 6:
-            pred.fit_overhead(sums[idx], measured[idx])
-        else:
-            pred.scale, pred.offset_ms = float(np.median(measured[idx] / sums[idx])), 0.0
-
     half = len(subs) // 2
-    if half >= 2:  # fit on one half, judge on the other
-        fit(np.arange(half))
+    if half >= 2:  # choose and fit on one half, judge on the other
+        choose_overhead(pred, sums, by_kind, measured, np.arange(half))
         held = pred.predict_encoded(enc[half:]) / measured[half:] - 1
-    fit(np.arange(len(subs)))  # the installed predictor uses every subnet
+    # the installed predictor: the form chosen on every subnet, fitted on every subnet
+    form, loo = choose_overhead(pred, sums, by_kind, measured, np.arange(len(subs)))
     predicted = pred.predict_encoded(enc)
     if half < 2:
         held = predicted / measured - 1
@@ -337,7 +376,8 @@ def finish(device_name: str, out: Path, cfg: CampaignConfig) -> dict:
         "device": device_name, "kernels": len(rows), "subnets": len(subs),
         "statistic": cfg.statistic,
         "overhead": {"scale": pred.scale, "offset_ms": pred.offset_ms,
-                     "kind_scale": pred.kind_scale},
+                     "kind_scale": pred.kind_scale, "form": form,
+                     "loo_rmspe": loo},
         "held_out_within10": float(np.mean(np.abs(held) <= 0.10)),
         "held_out_within5": float(np.mean(np.abs(held) <= 0.05)),
         "held_out_rmspe": float(np.sqrt(np.mean(held ** 2))),
