@@ -40,7 +40,9 @@ def test_reduced_pipeline_end_to_end(tmp_path, monkeypatch, capsys):
         assert Path(p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", p
     assert "<img" in Path(s["report"]).read_text()
     with sqlite3.connect(s["store"]) as db:
-        assert db.execute("SELECT COUNT(*) FROM results WHERE status='valid'").fetchone()[0] == 2
+        assert db.execute("SELECT COUNT(*) FROM results WHERE status='valid'").fetchone()[0] == 3
+    d = s["host_drift"]  # the campaign's first subnet, measured again by the benchmark
+    assert d["profile_ms"] > 0 and d["bench_ms"] > 0 and "from step 2 to step 5" in text
     assert not (tmp_path / "predictors").exists()  # the demo installs nothing for the user
     # a second run keeps the finished training and resumes the campaign and the searches
     assert demo.main(argv) == 0

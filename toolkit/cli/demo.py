@@ -141,10 +141,20 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], None] = print) -> dict:
         bests[dev] = summ[0]
 
     # 4. benchmark both artifacts on the host ----------------------------------------------
+    # ... and the first whole subnet of step 2 again: how far this machine's speed moved
+    # between the profile and the benchmark (a shared VM's floor drifts by 10-20% an hour)
+    from toolkit.latency.profiler import read_jsonl, subnet_tflite
+    from toolkit.space import ArchConfig
+
+    ref = next(iter(read_jsonl(pdir / "subnets.jsonl")), None)
+    models = {f"best_{dev}": Path(b["artifact"]) for dev, b in bests.items()}
+    if ref is not None:
+        classes = json.loads((pdir / "campaign.json").read_text())["config"]["num_classes"]
+        models["campaign_subnet_1"] = subnet_tflite(ArchConfig.from_json(ref["arch"]), classes)
     suite = out / "bench_suite.yaml"
     suite.write_text("# written by evit-demo\nname: demo\nmodels:\n" + "".join(
-        f"  - {{name: best_{dev}, path: {json.dumps(str(Path(b['artifact']).resolve()))}}}\n"
-        for dev, b in bests.items()) + "devices: [host]\nmodes: [default]\nrepeats: 5\n"
+        f"  - {{name: {name}, path: {json.dumps(str(path.resolve()))}}}\n"
+        for name, path in models.items()) + "devices: [host]\nmodes: [default]\nrepeats: 5\n"
         "runs: 100\nmin_secs: 0.5\nwarmup: 5\nper_layer: true\n")
     store = out / "bench.sqlite"
     run_id = f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -158,7 +168,6 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], None] = print) -> dict:
     # summary ------------------------------------------------------------------------------
     from toolkit.devices.store import ResultStore
     from toolkit.latency import LatencyPredictor
-    from toolkit.space import ArchConfig
 
     host = LatencyPredictor.load(host_pred)
     measured: dict[str, float] = {}
@@ -191,7 +200,12 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], None] = print) -> dict:
         "host_budget_ms": host_ms, "pixel4_budget_ms": cfg.pixel4_ms, "rows": rows,
         "plots": plots, "report": str(report_dir / "report.html"), "store": str(store),
         "supernet": str(supernet), "host_predictor": str(host_pred),
+        "host_drift": None,
     }
+    if ref is not None and measured.get("campaign_subnet_1"):
+        now = measured["campaign_subnet_1"]
+        summary["host_drift"] = {"profile_ms": ref["latency_ms"], "bench_ms": now,
+                                 "change": now / ref["latency_ms"] - 1}
     (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
     log("\n" + summary_table(summary))
     return summary
@@ -218,6 +232,12 @@ def summary_table(s: dict) -> str:
               f"{_host_statistic()} statistic of the host profile, measured by evit-bench", ""]
     for r in s["rows"]:
         lines.append(f"{r['device']:>7}: {r['artifact']} (+ .json sidecar), subnet {r['arch']}")
+    d = s.get("host_drift")
+    if d:
+        lines += [f"this CPU from step 2 to step 5: the first subnet of step 2, measured again "
+                  f"beside the two above, took {d['profile_ms']:.2f} ms then and "
+                  f"{d['bench_ms']:.2f} ms now ({100 * d['change']:+.1f}%); the errors above "
+                  "include such a change", ""]
     lines.append(f"  plots: {', '.join(s['plots'])}")
     lines.append(f"  report: {s['report']}   results: {s['store']}")
     lines.append(f"  supernet: {s['supernet']}   host predictor: {s['host_predictor']}")
