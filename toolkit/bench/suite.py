@@ -20,8 +20,7 @@ from pathlib import Path
 import yaml
 
 KEYS = {"name", "models", "devices", "modes", "repeats", "runs", "warmup", "min_secs",
-        "per_layer",
-        "timeout"}
+        "per_layer", "timeout"}
 MODEL_KEYS = {"name", "path", "named", "precision", "num_classes", "supernet"}
 PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8")
 

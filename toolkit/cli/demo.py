@@ -142,7 +142,7 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], None] = print) -> dict:
 
     # 4. benchmark both artifacts on the host ----------------------------------------------
     # ... and the first whole subnet of step 2 again: how far this machine's speed moved
-    # between the profile and the benchmark (a shared VM's floor drifts by 10-20% an hour)
+    # between the profile and the benchmark (one file here: -15% within 40 minutes)
     from toolkit.latency.profiler import read_jsonl, subnet_tflite
     from toolkit.space import ArchConfig
 
