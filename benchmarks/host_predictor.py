@@ -86,14 +86,23 @@ def main() -> None:
     check_summary = {"device": "host", "points": [
         {"measured_ms": float(m), "predicted_ms": float(p)} for m, p in zip(measured, predicted)]}
     plot = report(check_summary, out)[0]
-    factors = ", ".join(f"{k} {v:.2f}" for k, v in pred.kind_scale.items())
+    o = summary["overhead"]
+    if o.get("form") == "per-kind":
+        law = "Σ factor(kind) × kernel latency (factors: " + ", ".join(
+            f"{k} {v:.2f}" for k, v in pred.kind_scale.items()) + ")"
+    elif o.get("form") == "weights":
+        law = (f"{pred.scale:.3f} × Σ kernel latency + {pred.ms_per_mb:.4f} ms per MB of "
+               "weights")
+    else:
+        law = f"{pred.scale:.3f} × Σ kernel latency + {pred.offset_ms:.3f} ms"
+    law += f" ({o.get('form')}, chosen by leave-one-out error)"
     raw = np.array([done[a.to_json()]["median_ms"] for a in archs])
     err_med = predicted / raw - 1
     body = "\n".join([
         f"Campaign: {summary['kernels']} kernels (network-shape .tflite blocks, XNNPACK, 1 "
         f"thread on cpu0, 3 invocations x 30 runs each) and {summary['subnets']} whole subnets "
-        f"for the overhead fit: measured ≈ Σ factor(kind) × kernel latency (factors: "
-        f"{factors}); `{stat}` latency, the fastest run of all invocations (on this shared "
+        f"for the overhead fit: measured ≈ {law}; `{stat}` latency, the fastest run of all "
+        "invocations (on this shared "
         "VM one model's median moved between 21 and 38 ms within a minute, while the lowest of "
         "3 invocations' fastest runs stayed within ±4%). Campaign wall time "
         f"{camp_s / 60:.1f} min, measuring only: the kernel and subnet .tflite files were in "

@@ -218,8 +218,9 @@ def test_version_1_predictor_files_still_load(tmp_path):
 
 @needs_lut
 def test_overhead_form_is_chosen_by_leave_one_out(tables):
-    """Six subnets of similar size: a ratio, not a line blind to the kernels; a real offset
-    across the whole space: the line; enough subnets with one slow kind: per-kind factors."""
+    """Six subnets of similar size: a ratio, not a line blind to the kernels; a cost that
+    grows with the weights: the weights term; a real offset across the whole space: the
+    line; enough subnets with one slow kind: per-kind factors."""
     from toolkit.latency.profiler import choose_overhead
     from toolkit.latency.sampling import random_subnets
 
@@ -229,23 +230,32 @@ def test_overhead_form_is_chosen_by_leave_one_out(tables):
     rng = np.random.default_rng(0)
     narrow = random_subnets(6, 3, (70, 140))
     sums, by_kind = p.kernel_sum_encoded(narrow), p.kernel_sums_by_kind(narrow)
+    mb = p.weights_mb(narrow)
     measured = 1.45 * sums * (1 + 0.03 * rng.standard_normal(6))  # 3% measurement noise
-    form, loo = choose_overhead(p, sums, by_kind, measured, np.arange(6))
-    assert set(loo) == {"ratio", "linear"}  # per-kind needs 14 subnets
-    assert form == "ratio" and loo["ratio"] < loo["linear"]
-    assert p.scale == pytest.approx(1.45, rel=0.05) and p.offset_ms == 0.0
+    form, loo = choose_overhead(p, sums, by_kind, mb, measured, np.arange(6))
+    assert set(loo) == {"ratio", "weights", "linear"}  # per-kind needs 14 subnets
+    assert form != "linear" and loo["ratio"] < loo["linear"]
+    assert p.offset_ms == 0.0 and p.ms_per_mb * mb.mean() < 0.05 * measured.mean()
+    np.testing.assert_allclose(p.predict_encoded(narrow), 1.45 * sums, rtol=0.06)
+    # the same subnets, each MB of weights adding 0.3 ms to 1.2 x the kernel sum
+    measured = (1.2 * sums + 0.3 * mb) * (1 + 0.01 * rng.standard_normal(6))
+    form, loo = choose_overhead(p, sums, by_kind, mb, measured, np.arange(6))
+    assert form == "weights" and loo["weights"] < 0.5 * loo["ratio"]
+    assert p.ms_per_mb == pytest.approx(0.3, rel=0.2) and p.scale == pytest.approx(1.2, rel=0.1)
+    np.testing.assert_allclose(p.predict_encoded(narrow), measured, rtol=0.03)
     # whole space, constant 4 ms on top of 1.1 x the kernel sum
     sp = SearchSpace(seed=4)
     wide = np.stack([SPACE.encode(sp.sample()) for _ in range(10)])
     sums, by_kind = p.kernel_sum_encoded(wide), p.kernel_sums_by_kind(wide)
+    mb = p.weights_mb(wide)
     measured = (1.1 * sums + 4.0) * (1 + 0.01 * rng.standard_normal(10))
-    form, loo = choose_overhead(p, sums, by_kind, measured, np.arange(10))
+    form, loo = choose_overhead(p, sums, by_kind, mb, measured, np.arange(10))
     assert form == "linear" and p.offset_ms == pytest.approx(4.0, abs=1.0)
     # 20 subnets, attention 40% slower inside a network than alone
     many = np.stack([SPACE.encode(sp.sample()) for _ in range(20)])
     sums, by_kind = p.kernel_sum_encoded(many), p.kernel_sums_by_kind(many)
     measured = by_kind @ np.where(np.array(list(p.kind_scale)) == "attn", 1.4, 1.0)
-    form, loo = choose_overhead(p, sums, by_kind, measured, np.arange(20))
+    form, loo = choose_overhead(p, sums, by_kind, p.weights_mb(many), measured, np.arange(20))
     assert form == "per-kind" and p.kind_scale["attn"] > 1.2  # the ridge pulls towards 1
     assert loo["per-kind"] < min(loo["ratio"], loo["linear"])
 
@@ -262,9 +272,93 @@ def test_campaign_from_before_min_secs_resumes(tmp_path, monkeypatch):
     run_campaign(HostDevice(), tmp_path / "c", cfg, progress=lambda m: None)
     f = tmp_path / "c" / "campaign.json"
     old = json.loads(f.read_text())
-    del old["config"]["min_secs"]
+    del old["config"]["min_secs"], old["config"]["subnet_spread"]
     f.write_text(json.dumps(old))
+    import toolkit.latency.profiler as prof
+
+    seen = []
+    real = prof.campaign_subnets
+    monkeypatch.setattr(prof, "campaign_subnets", lambda c: (seen.append(c), real(c))[1])
     assert run_campaign(HostDevice(), tmp_path / "c", cfg, progress=lambda m: None)[
         "kernels"] == 18
+    assert seen[0].subnet_spread == "uniform"  # the subnets such a campaign measured
     with pytest.raises(ValueError, match="different configuration"):
         run_campaign(HostDevice(), tmp_path / "c", dataclasses.replace(cfg, min_secs=0.5))
+
+
+@needs_lut
+def test_a_kind_measured_on_one_grid_shares_the_base(tables, monkeypatch):
+    """FFN kernels measured at one token grid only: the roofline shared by all kinds predicts
+    the 2 x 2 grid within a few x; a base of the kind's own (3 collinear kernels) + trees was
+    off by ~200x (the host demo's campaign: 10x)."""
+    import toolkit.latency.predictor as P
+    from toolkit.latency.kernels import Kernel
+    from toolkit.latency.sampling import cover, kernel_frequencies
+
+    t = tables["pixel4"]
+    codes, ms = t.arrays()
+    lookup = dict(zip(codes.tolist(), ms.tolist()))
+    fcodes, counts = kernel_frequencies(3000, seed=3)
+    others = [c for c in cover(fcodes, counts, 20).tolist() if Kernel.from_code(c).kind != "ffn"]
+    ffn = [Kernel.from_code(c) for c in codes.tolist() if Kernel.from_code(c).kind == "ffn"]
+    top = max(k.hw for k in ffn)
+    train = np.array(others + [k.code for k in ffn if k.hw == top][:3])
+    small = np.array([k.code for k in ffn if k.hw == 2])
+    truth = np.array([lookup[c] for c in small.tolist()])
+    y = np.array([lookup[c] for c in train.tolist()])
+
+    p = LatencyPredictor.fit("new-phone", train, y, max_iter=100)
+    assert all(not m.trees and m.linear for m in p.kinds.values())  # every kind < 8 kernels
+    ratio = p.predict_kernels(small) / truth
+    assert 1 / 3 < np.median(ratio) < 3 and ratio.max() < 6
+    monkeypatch.setattr(P, "POOLED_BELOW", 0)  # each kind's own base and trees
+    q = LatencyPredictor.fit("new-phone", train, y, max_iter=100)
+    assert np.median(q.predict_kernels(small) / truth) > 10
+
+
+@needs_lut
+def test_weights_term_round_trips_and_version_2_loads(tables, tmp_path):
+    from toolkit.latency.sampling import random_subnets
+
+    t = tables["pixel4"]
+    codes, ms = t.arrays()
+    p = LatencyPredictor.fit("new-phone", codes[::8], ms[::8], max_iter=50)
+    enc = random_subnets(20, 5, (70, 140))
+    sums = p.kernel_sum_encoded(enc)
+    p.weight_classes = 10
+    mb = p.weights_mb(enc)
+    assert np.all((mb > 1) & (mb < 200))  # a 70-140-MFLOPs subnet: tens of MB of fp32
+    p.fit_overhead(sums, 0.9 * sums + 0.05 * mb, weights_mb=mb)
+    assert p.scale == pytest.approx(0.9, rel=1e-6) and p.ms_per_mb == pytest.approx(0.05)
+    p.save(tmp_path / "p.json")
+    d = json.loads((tmp_path / "p.json").read_text())
+    assert d["version"] == 3 and d["overhead"]["weight_classes"] == 10
+    q = LatencyPredictor.load(tmp_path / "p.json")
+    np.testing.assert_allclose(q.predict_encoded(enc), 0.9 * sums + 0.05 * mb)
+    # a version 2 file (before the weights term) predicts as before
+    d["version"] = 2
+    del d["overhead"]["ms_per_mb"], d["overhead"]["weight_classes"]
+    (tmp_path / "v2.json").write_text(json.dumps(d))
+    v2 = LatencyPredictor.load(tmp_path / "v2.json")
+    assert v2.ms_per_mb == 0.0
+    np.testing.assert_allclose(v2.predict_encoded(enc), 0.9 * sums)
+
+
+def test_campaign_subnets_spread_over_weights():
+    from toolkit.flops import params
+    from toolkit.latency.profiler import CampaignConfig, campaign_subnets
+    from toolkit.latency.sampling import random_subnets
+
+    cfg = CampaignConfig(subnets=6, mflops=(70.0, 140.0), num_classes=10)
+    archs = campaign_subnets(cfg)
+    w = np.array([params(a, 10) for a in archs])
+    assert len({a.to_json() for a in archs}) == 6
+    assert list(w[:3]) == sorted(w[:3]) and list(w[3:]) == sorted(w[3:])
+    assert w.min() == w[0] and w.max() == w[-1]  # smallest first, largest last
+    pool = [params(SPACE.decode(e), 10) for e in random_subnets(240, cfg.seed + 1, cfg.mflops)]
+    assert w.min() == min(pool) and w.max() == max(pool)  # the candidates' whole range
+    # each half of the list (fit / check) spans it
+    assert w[:3].max() > np.median(pool) > w[3:].min()
+    uni = campaign_subnets(dataclasses.replace(cfg, subnet_spread="uniform"))
+    assert [a.to_json() for a in uni] == [SPACE.decode(e).to_json()
+                                          for e in random_subnets(6, 1, (70.0, 140.0))]

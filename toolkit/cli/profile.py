@@ -136,6 +136,9 @@ def campaign(args, device) -> int:
     if o.get("form") == "per-kind":
         kinds = " + ".join(f"{v:.2f} x {k}" for k, v in o["kind_scale"].items())
         law = f"{kinds} (per-kind kernel sums)"
+    elif o.get("form") == "weights":
+        law = (f"{o['scale']:.3f} x kernel sum + {o['ms_per_mb']:.4f} ms per MB of weights "
+               f"({1 / o['ms_per_mb'] if o['ms_per_mb'] else float('inf'):.0f} MB/ms)")
     else:
         law = f"{o['scale']:.3f} x kernel sum + {o['offset_ms']:.3f} ms"
     loo = ", ".join(f"{f} {100 * v:.1f}%" for f, v in (o.get("loo_rmspe") or {}).items())

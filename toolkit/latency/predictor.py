@@ -7,11 +7,13 @@ here by a small vectorized tree walker, so a file written today loads with any l
 scikit-learn, or without it. Predictions for a kernel are cached by its code, so predicting
 many subnets is a vectorized lookup (tens of thousands of subnets per second).
 
-File format (``"format": "evit-latency-predictor", "version": 2``): device, convention,
-overhead {scale, offset_ms, kind_scale: {kind: factor}}, provenance {source, trained_on,
-created, sklearn}, and per kind {features, baseline, trees: [{feature, threshold, left, right,
-value}]}. Prediction: scale * sum over kernels (kind_scale[kind] * kernel ms) + offset_ms.
-Version 1 files (no kind_scale, i.e. every factor 1) still load.
+File format (``"format": "evit-latency-predictor", "version": 3``): device, convention,
+overhead {scale, offset_ms, kind_scale: {kind: factor}, ms_per_mb, weight_classes},
+provenance {source, trained_on, created, sklearn}, and per kind {features, baseline, trees:
+[{feature, threshold, left, right, value}], linear}. Prediction: scale * sum over kernels
+(kind_scale[kind] * kernel ms) + ms_per_mb * the subnet's fp32 weights in MB (counted with
+weight_classes classes) + offset_ms. Version 1 (no kind_scale) and 2 (no ms_per_mb) files
+still load, with every factor 1 and no weights term.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from toolkit.space import SPACE, ArchConfig
 
 from .kernels import FEATURES, KINDS, MONOTONE, Kernel, feature_matrix, kernel_codes
 
-FORMAT, VERSION = "evit-latency-predictor", 2
+FORMAT, VERSION = "evit-latency-predictor", 3
 
 
 class PredictorError(ValueError):
@@ -42,6 +44,40 @@ def _kind_of(codes: np.ndarray) -> np.ndarray:
 
 LINEAR = ("macs", "params", "bytes")  # the linear base model's features, where a kind has them
 LINEAR_BELOW = 200  # kinds with fewer measured kernels get the linear base; more: trees alone
+POOLED_BELOW = 8  # kinds with fewer: the base shared by all kinds, no trees (see pooled_base)
+
+
+def pooled_base(codes: np.ndarray, y_ms: np.ndarray) -> dict[str, list[float]]:
+    """Per-kind linear-base coefficients of one roofline for every kind: a x macs + b x bytes
+    + c[kind] (non-negative, relative-error least squares over all kernels).
+
+    A kind with a few kernels measured (a 20-kernel campaign: 3 each, often at one token grid)
+    cannot separate its own macs, params and bytes rates, and trees on top of it extrapolate
+    the grid they saw: the host campaign of evit-demo once predicted 4-token FFN kernels 10x
+    too slow. Sharing the two rates across kinds keeps the rates measurable (20 kernels chosen
+    at random: 18% error on the others, against 52% per kind; measured on this machine).
+    """
+    from scipy.optimize import nnls
+
+    kind = _kind_of(codes)
+    A = np.zeros((len(codes), 2 + len(KINDS)))
+    for i, k in enumerate(KINDS):
+        sel = kind == i
+        if sel.any():
+            X = feature_matrix(k, codes[sel])
+            names = FEATURES[k]
+            A[sel, 0] = X[:, names.index("macs")]
+            if "bytes" in names:
+                A[sel, 1] = X[:, names.index("bytes")]
+            A[sel, 2 + i] = 1.0
+    scale = np.maximum(A.max(axis=0), 1e-12)
+    coef, _ = nnls(A / scale / y_ms[:, None], np.ones(len(y_ms)))
+    coef = coef / scale
+    out = {}
+    for i, k in enumerate(KINDS):
+        rate = {"macs": coef[0], "params": 0.0, "bytes": coef[1]}
+        out[k] = [float(rate[f]) for f in KindModel.linear_features(k)] + [float(coef[2 + i])]
+    return out
 
 
 class KindModel:
@@ -72,12 +108,16 @@ class KindModel:
 
     @classmethod
     def fit(cls, kind: str, X: np.ndarray, y_ms: np.ndarray, seed: int = 0,
-            max_iter: int = 400) -> KindModel:
+            max_iter: int = 400, pooled: list[float] | None = None) -> KindModel:
+        """Fit one kind; ``pooled``: the shared base's coefficients (``pooled_base``), used
+        as the whole model (no trees) for a kind with under ``POOLED_BELOW`` kernels."""
         from scipy.optimize import nnls
         from sklearn.ensemble import HistGradientBoostingRegressor
 
         names = FEATURES[kind]
         n = len(X)
+        if pooled is not None and n < POOLED_BELOW:
+            return cls(kind, 0.0, [], list(pooled))
         linear = None
         if n < LINEAR_BELOW:
             cols = [names.index(f) for f in cls.linear_features(kind)]
@@ -135,9 +175,13 @@ class KindModel:
 class LatencyPredictor:
     def __init__(self, device: str, convention: str, kinds: dict[str, KindModel],
                  scale: float = 1.0, offset_ms: float = 0.0, provenance: dict | None = None,
-                 kind_scale: dict[str, float] | None = None):
+                 kind_scale: dict[str, float] | None = None, ms_per_mb: float = 0.0,
+                 weight_classes: int = 1000):
         self.device, self.convention, self.kinds = device, convention, kinds
         self.scale, self.offset_ms = scale, offset_ms
+        # a whole subnet streams its weights on every inference; a kernel alone keeps them in
+        # cache: ms per MB of fp32 weights (counted with weight_classes classes in the head)
+        self.ms_per_mb, self.weight_classes = float(ms_per_mb), int(weight_classes)
         self.kind_scale = {k: float((kind_scale or {}).get(k, 1.0)) for k in KINDS}
         self.provenance = dict(provenance or {})
         self._codes = np.zeros(0, dtype=np.int64)  # sorted cache of kernel predictions
@@ -152,12 +196,14 @@ class LatencyPredictor:
         latency_ms = np.asarray(latency_ms, dtype=np.float64)
         kinds = {}
         kind_idx = _kind_of(codes)
+        counts = np.bincount(kind_idx, minlength=len(KINDS))
+        pooled = pooled_base(codes, latency_ms) if counts.min() < POOLED_BELOW else {}
         for i, kind in enumerate(KINDS):
             sel = kind_idx == i
             if not sel.any():
                 raise PredictorError(f"no {kind} kernels to train on; measure at least one")
             kinds[kind] = KindModel.fit(kind, feature_matrix(kind, codes[sel]), latency_ms[sel],
-                                        seed, max_iter)
+                                        seed, max_iter, pooled.get(kind))
         prov = {"trained_on": int(len(codes)), "created": time.strftime("%Y-%m-%d"),
                 **(provenance or {})}
         try:
@@ -168,10 +214,18 @@ class LatencyPredictor:
             pass
         return cls(device, convention, kinds, provenance=prov)
 
+    def weights_mb(self, enc: np.ndarray) -> np.ndarray:
+        """fp32 weights of N encoded subnets in MB (the weights term's regressor)."""
+        from toolkit.flops import params_encoded
+
+        return np.asarray(params_encoded(enc, self.weight_classes), dtype=np.float64) * 4e-6
+
     def fit_overhead(self, kernel_sums_ms: np.ndarray, measured_ms: np.ndarray,
-                     ridge: float = 0.1) -> None:
+                     ridge: float = 0.1, weights_mb: np.ndarray | None = None) -> None:
         """The per-model overhead, from whole subnets measured end to end.
 
+        ``weights_mb`` given: measured ≈ scale * kernel_sum + ms_per_mb * weights_mb, both
+        non-negative (no offset: the two regressors grow together over a FLOPs window).
         ``kernel_sums_ms`` (N,): least squares measured ≈ scale * kernel_sum + offset.
         (N, kinds) per-kind sums: measured ≈ sum_k kind_scale[k] * sum_k, each factor in
         [0.5, 2] and pulled towards 1 by ``ridge`` (a block runs a little faster or slower
@@ -180,6 +234,15 @@ class LatencyPredictor:
         """
         sums = np.asarray(kernel_sums_ms, dtype=np.float64)
         measured = np.asarray(measured_ms, dtype=np.float64)
+        self.ms_per_mb = 0.0
+        if weights_mb is not None:
+            from scipy.optimize import nnls
+
+            A = np.stack([sums, np.asarray(weights_mb, dtype=np.float64)], axis=1)
+            (scale, per_mb), _ = nnls(A / measured[:, None], np.ones(len(measured)))
+            self.scale, self.offset_ms, self.ms_per_mb = float(scale), 0.0, float(per_mb)
+            self.kind_scale = dict.fromkeys(KINDS, 1.0)
+            return
         if sums.ndim == 1:
             A = np.stack([sums, np.ones(len(sums))], axis=1)
             (scale, offset), *_ = np.linalg.lstsq(A, measured, rcond=None)
@@ -236,7 +299,10 @@ class LatencyPredictor:
         ms = self.predict_kernels(codes) * active
         if any(v != 1.0 for v in self.kind_scale.values()):
             ms = ms * np.array([self.kind_scale[k] for k in KINDS])[_kind_of(codes)]
-        return self.scale * ms.sum(axis=1) + self.offset_ms
+        out = self.scale * ms.sum(axis=1) + self.offset_ms
+        if self.ms_per_mb:
+            out = out + self.ms_per_mb * self.weights_mb(enc)
+        return out
 
     def predict(self, arch: ArchConfig) -> float:
         return float(self.predict_encoded(SPACE.encode(arch)[None])[0])
@@ -250,7 +316,8 @@ class LatencyPredictor:
             "format": FORMAT, "version": VERSION, "device": self.device,
             "convention": self.convention,
             "overhead": {"scale": self.scale, "offset_ms": self.offset_ms,
-                         "kind_scale": dict(self.kind_scale)},
+                         "kind_scale": dict(self.kind_scale), "ms_per_mb": self.ms_per_mb,
+                         "weight_classes": self.weight_classes},
             "provenance": self.provenance,
             "kinds": {k: m.to_dict() for k, m in self.kinds.items()},
         }
@@ -303,9 +370,11 @@ class LatencyPredictor:
             if set(ks) - set(KINDS):
                 raise PredictorError(f"{path}: overhead.kind_scale names unknown kinds "
                                      f"{sorted(set(ks) - set(KINDS))}; known: {', '.join(KINDS)}")
-            return cls(d["device"], d["convention"], kinds, float(d["overhead"]["scale"]),
-                       float(d["overhead"]["offset_ms"]), d.get("provenance", {}),
-                       {k: float(v) for k, v in ks.items()})
+            o = d["overhead"]
+            return cls(d["device"], d["convention"], kinds, float(o["scale"]),
+                       float(o["offset_ms"]), d.get("provenance", {}),
+                       {k: float(v) for k, v in ks.items()}, float(o.get("ms_per_mb", 0.0)),
+                       int(o.get("weight_classes", 1000)))
         except (KeyError, TypeError, ValueError) as e:
             if isinstance(e, PredictorError):
                 raise
