@@ -41,6 +41,10 @@ def test_reduced_pipeline_end_to_end(tmp_path, monkeypatch, capsys):
     assert "<img" in Path(s["report"]).read_text()
     with sqlite3.connect(s["store"]) as db:
         assert db.execute("SELECT COUNT(*) FROM results WHERE status='valid'").fetchone()[0] == 3
+    subs = [json.loads(line) for line in (out / "profile_host" / "subnets.jsonl").open()]
+    kern = [json.loads(line) for line in (out / "profile_host" / "kernels.jsonl").open()]
+    assert len(subs) == 2 and all(r["repeats"] == 5 for r in subs)  # --subnet-repeats 5
+    assert all(r["n"] == 300 for r in kern)  # kernels: 3 invocations of 100 runs
     d = s["host_drift"]  # the campaign's first subnet, measured again by the benchmark
     assert d["profile_ms"] > 0 and d["bench_ms"] > 0 and "from step 2 to step 5" in text
     assert not (tmp_path / "predictors").exists()  # the demo installs nothing for the user

@@ -469,3 +469,7 @@ def test_evit_profile_refuses_zero_runs_or_repeats(capsys):
     assert "--repeats -1" in capsys.readouterr().err
     assert profile_cli.main(["--device", "host", "--min-secs", "-1"]) == 2
     assert "--min-secs -1: give 0-60 seconds" in capsys.readouterr().err
+    assert profile_cli.main(["--device", "host", "--subnet-repeats", "-2"]) == 2
+    assert "--subnet-repeats -2: give 1 or more" in capsys.readouterr().err
+    assert profile_cli.main(["--device", "host", "--subnet-min-secs", "99"]) == 2
+    assert "--subnet-min-secs 99: give 0-60 seconds" in capsys.readouterr().err

@@ -106,9 +106,11 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], None] = print) -> dict:
     pdir = out / "profile_host"
     argv = ["--device", "host", "--kernels", str(cfg.kernels), "--subnets", str(cfg.subnets),
             "--mflops", f"{lo:g}", f"{hi:g}", "--num-classes", "10", "--out", str(pdir),
-            "--report", "--no-install", "--runs", "100", "--repeats", "3", "--min-secs", "0.3"]
-    # 300 runs, 3 invocations of >= 0.3 s per model: a shared VM has slow phases of seconds,
-    # and the fastest run is steady only when the runs are spread past them
+            "--report", "--no-install", "--runs", "100", "--repeats", "3", "--min-secs", "0.3",
+            "--subnet-repeats", "5", "--subnet-min-secs", "0.5"]
+    # 300 runs, 3 invocations of >= 0.3 s per kernel: a shared VM has slow phases of seconds,
+    # and the fastest run is steady only when the runs are spread past them; the 6 subnets
+    # get what step 5 gives the exports (5 x >= 0.5 s): the overhead law is fitted on them
     times["profile"] = _step(2, total, "profile this machine's CPU (kernels and whole subnets "
                              f"of {lo:g}-{hi:g} MFLOPs) and train its latency predictor",
                              "evit-profile", argv, profile.main, log)

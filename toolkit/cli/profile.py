@@ -79,6 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-secs", type=float, default=0.0,
                    help="each invocation also runs at least this many seconds (spreads the "
                    "runs past a shared machine's slow phases; default 0: exactly --runs)")
+    p.add_argument("--subnet-repeats", type=int, default=0,
+                   help="a campaign's whole subnets: invocations each (default 0: --repeats; "
+                   "they are few and fit the overhead, so they can afford more)")
+    p.add_argument("--subnet-min-secs", type=float, default=None,
+                   help="a campaign's whole subnets: seconds per invocation (default: "
+                   "--min-secs)")
     p.add_argument("--per-layer", action="store_true", help="also profile every op")
     p.add_argument("--delegate", default="xnnpack", choices=["xnnpack", "cpu", "gpu"])
     p.add_argument("--timeout", type=float, default=300.0, help="seconds per invocation")
@@ -128,7 +134,8 @@ def campaign(args, device) -> int:
     cfg = CampaignConfig(kernels=args.kernels, subnets=args.subnets,
                          num_classes=args.num_classes, runs=args.runs or 30,
                          warmup=args.warmup, repeats=args.repeats or 3,
-                         min_secs=args.min_secs,
+                         min_secs=args.min_secs, subnet_repeats=args.subnet_repeats,
+                         subnet_min_secs=args.subnet_min_secs,
                          mflops=tuple(args.mflops) if args.mflops else None)
     summary = run_campaign(device, out, cfg, progress=lambda m: print(m, file=sys.stderr),
                            workers=args.workers)
@@ -198,10 +205,14 @@ def main(argv: list[str] | None = None) -> int:
         if v is not None and v < 1:
             print(f"evit-profile: error: {flag} {v}: give at least 1", file=sys.stderr)
             return 2
-    if not 0 <= args.min_secs <= 60:
-        print(f"evit-profile: error: --min-secs {args.min_secs:g}: give 0-60 seconds",
-              file=sys.stderr)
+    if args.subnet_repeats < 0:
+        print(f"evit-profile: error: --subnet-repeats {args.subnet_repeats}: give 1 or more "
+              "(0: as --repeats)", file=sys.stderr)
         return 2
+    for flag, v in (("--min-secs", args.min_secs), ("--subnet-min-secs", args.subnet_min_secs)):
+        if v is not None and not 0 <= v <= 60:
+            print(f"evit-profile: error: {flag} {v:g}: give 0-60 seconds", file=sys.stderr)
+            return 2
 
     if args.train_from_table:
         from toolkit.latency import PredictorError, TableError
