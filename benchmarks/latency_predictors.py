@@ -137,7 +137,9 @@ def main() -> None:
                  "(≥ 3 per kind), then add the kernels where a 3-member bootstrap ensemble "
                  "disagrees most (weighted by frequency), retraining each round. Each kind's "
                  "model is a non-negative linear base in MACs/params/bytes times monotone "
-                 "trees on the log residual. Accuracy on (a)'s 2,000 subnets, from the kernels "
+                 "trees on the log residual; a kind with under 8 kernels, all on one token "
+                 "grid, takes the roofline shared by all kinds instead (MACs, bytes, its own "
+                 "constant; no trees). Accuracy on (a)'s 2,000 subnets, from the kernels "
                  "alone, and with the overhead (scale + offset) fitted on 20 further subnets' "
                  "end-to-end latencies as a campaign does:", "",
                  "| kernels measured | within ±10% | within ±5% | RMSPE | with 20-subnet overhead "
