@@ -360,6 +360,8 @@ def test_campaign_subnets_spread_over_weights():
     assert w.min() == min(pool) and w.max() == max(pool)  # the candidates' whole range
     # each half of the list (fit / check) spans it
     assert w[:3].max() > np.median(pool) > w[3:].min()
+    with pytest.raises(ValueError, match="subnet_spread = 'even'.*weights, uniform"):
+        campaign_subnets(dataclasses.replace(cfg, subnet_spread="even"))
     uni = campaign_subnets(dataclasses.replace(cfg, subnet_spread="uniform"))
     assert [a.to_json() for a in uni] == [SPACE.decode(e).to_json()
                                           for e in random_subnets(6, 1, (70.0, 140.0))]

@@ -173,6 +173,7 @@ class CampaignConfig:
         return d
 
 
+SPREADS = ("weights", "uniform")  # CampaignConfig.subnet_spread
 LEGACY = {"subnet_spread": "uniform"}  # a campaign.json without the key measured these
 
 
@@ -304,6 +305,9 @@ def campaign_subnets(cfg: CampaignConfig) -> list[ArchConfig]:
     list (fit / held-out check in ``finish``) spans it. ``"uniform"``: the first candidates
     as drawn (campaigns from before this key).
     """
+    if cfg.subnet_spread not in SPREADS:
+        raise ValueError(f"subnet_spread = {cfg.subnet_spread!r} is not allowed; choose one of "
+                         f"{', '.join(SPREADS)}")
     n = cfg.subnets if cfg.subnet_spread == "uniform" else 40 * cfg.subnets
     if cfg.mflops is None:
         sp = SearchSpace(seed=cfg.seed + 1)
@@ -398,6 +402,7 @@ def finish(device_name: str, out: Path, cfg: CampaignConfig) -> dict:
     pred = LatencyPredictor.fit(device_name, codes, y, convention=CONVENTION, provenance={
         "source": f"evit-profile campaign in {out}", "kernels": len(rows),
         "num_classes": cfg.num_classes, "statistic": cfg.statistic})
+    pred.weight_classes = cfg.num_classes  # the weights term counts the head as measured
     subs = read_jsonl(out / "subnets.jsonl")
     if not subs:  # no end-to-end measurements: kernel sums only, no overhead
         pred.save(out / f"{device_name}.json")
@@ -414,7 +419,6 @@ def finish(device_name: str, out: Path, cfg: CampaignConfig) -> dict:
     measured = np.array([s["latency_ms"] for s in subs])
     sums = pred.kernel_sum_encoded(enc)
     by_kind = pred.kernel_sums_by_kind(enc)
-    pred.weight_classes = cfg.num_classes
     mb = pred.weights_mb(enc)
 
     half = len(subs) // 2
