@@ -78,6 +78,8 @@ def main() -> None:
     bad = [f for f in files if not opens(f)]
     errs = [r["host_error"] for r in s["rows"] if r["host_error"] is not None]
     within = sum(abs(e) <= 0.10 for e in errs)
+    res = [r["rescaled_error"] for r in s["rows"] if r.get("rescaled_error") is not None]
+    d = s.get("host_drift") or {}
     steps = ", ".join(f"{k} {v:.0f} s" for k, v in s["step_seconds"].items())
     body = "\n".join([
         f"`evit-demo` with no arguments, cold kernel cache, no installed predictors: "
@@ -87,6 +89,12 @@ def main() -> None:
         f"±10% ({', '.join(f'{100 * e:+.1f}%' for e in errs)}); the `host` row is the goal's "
         "figure, the `pixel4` row's subnet measured on this CPU is a second check of the host "
         "predictor.", "",
+        (f"Rescaled by this CPU's speed change between profile and benchmark "
+         f"({100 * d['change']:+.1f}%, from {d['subnets']} subnets of step 2 measured again; "
+         f"each {100 * d['min_change']:+.1f}% to {100 * d['max_change']:+.1f}%): "
+         f"{sum(abs(e) <= 0.10 for e in res)} of {len(res)} within ±10% "
+         f"({', '.join(f'{100 * e:+.1f}%' for e in res)})." if d and res else
+         "No speed-change reference was measured."), "",
         f"Files named by the summary that exist and open (tflite loads in LiteRT, PNG header, "
         f"JSON parses, report embeds its plots, store has results): {len(files) - len(bad)} of "
         f"{len(files)}" + (f"; failed: {', '.join(bad)}" if bad else "."),

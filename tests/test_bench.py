@@ -18,6 +18,7 @@ from toolkit.bench.compare import Entry, compare
 from toolkit.bench.suite import SuiteError, load_suite, parse_suite
 from toolkit.cli import bench as bench_cli
 from toolkit.devices.adb import client
+from toolkit.devices.store import ResultStore
 from toolkit.devices.testphone import TestPhone, fake_benchmark_binary
 
 
@@ -87,6 +88,12 @@ def test_suite_validation(tmp_path, conv_tflite):
     s = load_suite(write_suite(tmp_path / "s.yaml", conv_tflite, ["host"],
                                modes=["default", {"mask": "1", "threads": 1}]))
     assert [m.label for m in s.modes] == ["default", "1/1t"] and s.models[0].name == "conv"
+    with pytest.raises(SuiteError, match=r"models\[0\].per_layer = 'no'.*true or false"):
+        parse_suite({"name": "s", "models": [{"path": str(conv_tflite), "per_layer": "no"}]})
+    s = parse_suite({"name": "s", "per_layer": True, "models": [
+        {"name": "a", "path": str(conv_tflite)},
+        {"name": "b", "path": str(conv_tflite), "per_layer": False}]})
+    assert s.per_layer and [m.per_layer for m in s.models] == [None, False]
 
 
 def test_several_phones_at_once_one_disconnecting(tmp_path, conv_tflite, adb_port, capsys):
@@ -188,3 +195,16 @@ def test_host_suite_on_a_fresh_store(tmp_path, conv_tflite, adb_port, capsys):
     assert bench_cli.main(["--store", store, "run", str(suite), "--fallback-host",
                            "--adb-port", str(adb_port)]) == 0
     assert "on host" in capsys.readouterr().out
+
+
+def test_a_models_own_per_layer_overrides_the_suites(tmp_path, conv_tflite, capsys):
+    suite = write_suite(tmp_path / "s.yaml", conv_tflite, ["host"], per_layer=True,
+                        repeats=1, runs=5)
+    data = json.loads(suite.read_text())
+    data["models"].append({"name": "plain", "path": str(conv_tflite), "per_layer": False})
+    suite.write_text(json.dumps(data))
+    store = str(tmp_path / "b.sqlite")
+    assert bench_cli.main(["--store", store, "run", str(suite)]) == 0
+    with ResultStore(store) as st:
+        ops = {r.meta["model"]: len(r.op_rows) for r in st.results()}
+    assert ops["conv"] > 0 and ops["plain"] == 0

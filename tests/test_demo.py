@@ -22,7 +22,7 @@ def test_reduced_pipeline_end_to_end(tmp_path, monkeypatch, capsys):
     assert demo.main(argv) == 0
     text = capsys.readouterr().out
     for cmd in ("$ evit-train", "$ evit-profile --device host", "$ evit-search --latency-ms",
-                "--device pixel4", "$ evit-bench"):
+                "--device pixel4", "$ evit-export --arch", "$ evit-bench"):
         assert cmd in text
     s = json.loads((out / "summary.json").read_text())
     assert [r["device"] for r in s["rows"]] == ["host", "pixel4"]
@@ -40,13 +40,22 @@ def test_reduced_pipeline_end_to_end(tmp_path, monkeypatch, capsys):
         assert Path(p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", p
     assert "<img" in Path(s["report"]).read_text()
     with sqlite3.connect(s["store"]) as db:
-        assert db.execute("SELECT COUNT(*) FROM results WHERE status='valid'").fetchone()[0] == 3
+        # the two exports, and the campaign's two subnets again (this machine's speed)
+        assert db.execute("SELECT COUNT(*) FROM results WHERE status='valid'").fetchone()[0] == 4
+        ops = dict(db.execute("SELECT json_extract(r.meta, '$.model'), COUNT(o.idx) FROM "
+                              "results r LEFT JOIN ops o ON o.result_id = r.id GROUP BY r.id"))
+    assert ops["best_host"] > 0 and ops["best_pixel4"] == ops["campaign_subnet_1"] == 0
     subs = [json.loads(line) for line in (out / "profile_host" / "subnets.jsonl").open()]
     kern = [json.loads(line) for line in (out / "profile_host" / "kernels.jsonl").open()]
     assert len(subs) == 2 and all(r["repeats"] == 5 for r in subs)  # --subnet-repeats 5
     assert all(r["n"] == 300 for r in kern)  # kernels: 3 invocations of 100 runs
-    d = s["host_drift"]  # the campaign's first subnet, measured again by the benchmark
-    assert d["profile_ms"] > 0 and d["bench_ms"] > 0 and "from step 2 to step 5" in text
+    d = s["host_drift"]  # the campaign's subnets, measured again by the benchmark
+    assert d["subnets"] == 2 and min(d["profile_ms"] + d["bench_ms"]) > 0
+    assert d["min_change"] <= d["change"] <= d["max_change"] and "error*: against" in text
+    for r in s["rows"]:  # the prediction rescaled by that speed change
+        assert r["rescaled_host_ms"] == pytest.approx(r["predicted_host_ms"] * d["factor"])
+        assert r["rescaled_error"] == pytest.approx(
+            r["rescaled_host_ms"] / r["measured_host_ms"] - 1)
     assert not (tmp_path / "predictors").exists()  # the demo installs nothing for the user
     # a second run keeps the finished training and resumes the campaign and the searches
     assert demo.main(argv) == 0
@@ -60,3 +69,14 @@ def test_bad_arguments_are_refused(capsys):
     assert demo.main(["--levels", "300", "100"]) == 2
     assert "increasing" in capsys.readouterr().err
     assert demo.main(["--train-steps", "0"]) == 2
+    assert "--train-steps 0: give a whole number >= 1" in capsys.readouterr().err
+    assert demo.main(["--references", "-1"]) == 2
+    assert "--references -1" in capsys.readouterr().err
+
+
+def test_speed_change_is_the_geometric_mean_over_the_references():
+    refs = [{"latency_ms": 2.0}, {"latency_ms": 4.0}, {"latency_ms": 3.0}]
+    d = demo.speed_change(refs, {"campaign_subnet_1": 1.0, "campaign_subnet_2": 8.0})
+    assert d["subnets"] == 2 and d["factor"] == pytest.approx(1.0)  # sqrt(0.5 * 2)
+    assert d["min_change"] == pytest.approx(-0.5) and d["max_change"] == pytest.approx(1.0)
+    assert demo.speed_change(refs, {}) is None

@@ -145,7 +145,8 @@ def run_suite(suite: Suite, devices: list, store_path: str | Path,
                                    mask=mode.mask, threads=mode.threads,
                                    warmup_runs=suite.warmup, num_runs=suite.runs,
                                    repeats=suite.repeats, min_secs=suite.min_secs,
-                                   op_profiling=suite.per_layer,
+                                   op_profiling=(suite.per_layer if m.per_layer is None
+                                                 else m.per_layer),
                                    timeout_s=suite.timeout)
                     meta = {"bench_run": run_id, "suite": suite.name, "model": m.name,
                             "mode": mode.label, "git": git, "dirty": dirty}

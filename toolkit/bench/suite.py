@@ -4,6 +4,7 @@
     models:
       - {name: tiny, path: models/tiny.tflite}         # any .tflite (relative to the suite file)
       - {name: t0, named: elasticvit_t0, precision: fp32, num_classes: 10}  # exported for you
+      - {name: ref, path: models/ref.tflite, per_layer: false}  # a model's own per_layer
     devices: [host]              # host | all (every attached phone) | profile names | serials
     modes: [default]             # default | a profile mode name | {mask: "70", threads: 1}
     repeats: 3                   # benchmark_model invocations per measurement
@@ -21,7 +22,7 @@ import yaml
 
 KEYS = {"name", "models", "devices", "modes", "repeats", "runs", "warmup", "min_secs",
         "per_layer", "timeout"}
-MODEL_KEYS = {"name", "path", "named", "precision", "num_classes", "supernet"}
+MODEL_KEYS = {"name", "path", "named", "precision", "num_classes", "supernet", "per_layer"}
 PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8")
 
 
@@ -37,6 +38,7 @@ class ModelSpec:
     precision: str = "fp32"
     num_classes: int = 1000
     supernet: str = ""
+    per_layer: bool | None = None  # None: the suite's per_layer
 
 
 @dataclass(frozen=True)
@@ -97,9 +99,14 @@ def parse_suite(data: dict, source: str = "<dict>", base: Path | None = None) ->
         precision = str(m.get("precision", "fp32"))
         if precision not in PRECISIONS:
             raise _fail(source, f"models[{i}].precision", precision, f"one of {PRECISIONS}")
+        per_layer = m.get("per_layer")
+        if per_layer is not None and not isinstance(per_layer, bool):
+            raise _fail(source, f"models[{i}].per_layer", per_layer,
+                        "true or false (leave it out for the suite's per_layer)")
         models.append(ModelSpec(str(m.get("name") or m.get("named") or Path(path).stem), path,
                                 str(m.get("named") or ""), precision,
-                                int(m.get("num_classes", 1000)), str(m.get("supernet") or "")))
+                                int(m.get("num_classes", 1000)), str(m.get("supernet") or ""),
+                                per_layer))
     if not models:
         raise _fail(source, "models", data.get("models"), "list at least one model")
     names = [m.name for m in models]

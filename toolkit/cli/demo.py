@@ -1,7 +1,8 @@
 """``evit-demo``: the whole pipeline on embedded defaults, on this machine, in minutes.
 
     evit-demo                     # train -> profile the host -> search (host, pixel4) -> export
-                                  # -> benchmark on the host -> summary table
+                                  # both -> benchmark them on the host beside the profile's
+                                  # subnets (this machine's speed now) -> summary table
     evit-demo --out runs/demo2 --train-steps 60 --kernels 30    # smaller / faster
 
 Every step runs the real command (printed with its arguments, so you can run it yourself) and
@@ -36,6 +37,7 @@ class DemoConfig:
     host_ms: float | None = None  # host budget; None: the median predicted latency of
     # subnets at the middle level
     pixel4_ms: float = 11.0  # pixel4 budget (shipped predictor): about a 100-MFLOPs subnet
+    references: int = 4  # step 2's subnets measured again in step 6: this machine's speed now
     population: int = 6
     generations: int = 1
     calib_images: int = 32  # fitness: BN recalibration images per subnet
@@ -62,6 +64,48 @@ def _step(n: int, total: int, title: str, prog: str, argv: list[str],
     return dt
 
 
+def export_all(bests: dict[str, dict], out: Path, supernet: Path,
+               log: Callable[[str], None]) -> float:
+    """``evit-export`` each search's best into its search folder, all at once (one process
+    each, output in export.log beside it); sets each best's ``artifact``. Seconds taken."""
+    import os
+    import subprocess
+
+    from toolkit.cli.search import _already_exported
+
+    t0 = time.perf_counter()
+    procs = []
+    for dev, b in bests.items():
+        sdir = out / f"search_{dev}"
+        art = sdir / f"best_latency_{b['budget']:g}.tflite"
+        b["artifact"] = str(art)
+        if _already_exported(art, b["arch"], supernet):
+            log(f"{art}: already exported (same subnet, same supernet)")
+            continue
+        argv = ["--arch", b["path"], "--supernet", str(supernet), "--format", "tflite",
+                "--out", str(art)]
+        log(f"$ evit-export {shlex.join(argv)}")
+        logf = open(sdir / "export.log", "w")  # noqa: SIM115 (closed below)
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        procs.append((dev, art, logf, subprocess.Popen(
+            [sys.executable, "-m", "toolkit.cli.export", *argv], stdout=logf,
+            stderr=subprocess.STDOUT, env=env)))
+    failed = []
+    for dev, art, logf, proc in procs:
+        rc = proc.wait()
+        logf.close()
+        lines = Path(logf.name).read_text(errors="replace").splitlines()
+        if rc != 0:
+            failed.append(f"{dev} (exit code {rc}; {logf.name}: "
+                          f"{' | '.join(lines[-3:])[-600:]})")
+            continue
+        log("\n".join(x for x in lines if x.startswith((str(art), "metadata: "))))
+    if failed:
+        raise DemoError(f"export failed: {'; '.join(failed)}; fix it and run evit-demo again "
+                        "(finished steps are kept)")
+    return time.perf_counter() - t0
+
+
 def auto_host_budget(predictor_file: Path, level: float, seed: int = 0) -> float:
     """The median predicted host latency of 200 random subnets at ``level`` MFLOPs."""
     import numpy as np
@@ -83,7 +127,7 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], None] = print) -> dict:
     (out / "demo_config.json").write_text(json.dumps(cfg.__dict__, indent=1, default=list))
     t_start = time.perf_counter()
     times: dict[str, float] = {}
-    total = 5
+    total = 6
     levels = [f"{v:g}" for v in cfg.levels]
     lo, hi = cfg.mflops_window
 
@@ -133,35 +177,47 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], None] = print) -> dict:
     bests: dict[str, dict] = {}
     for i, (dev, (budget_args, budget)) in enumerate(searches.items()):
         sdir = out / f"search_{dev}"
-        argv = [*budget_args, "--supernet", str(supernet), "--out", str(sdir), *evo,
-                "--export", "tflite"]
+        argv = [*budget_args, "--supernet", str(supernet), "--out", str(sdir), *evo]
         title = (f"search the most accurate subnet within {budget:g} ms on {dev} "
-                 f"({'the predictor of step 2' if dev == 'host' else 'shipped predictor'}), "
-                 "export it as .tflite")
+                 f"({'the predictor of step 2' if dev == 'host' else 'shipped predictor'})")
         times["search"] += _step(3 + i, total, title, "evit-search", argv, search.main, log)
         summ = json.loads((sdir / "summary.json").read_text())
         bests[dev] = summ[0]
 
-    # 4. benchmark both artifacts on the host ----------------------------------------------
-    # ... and the first whole subnet of step 2 again: how far this machine's speed moved
-    # between the profile and the benchmark (one file here: -15% within 40 minutes)
+    # 5. export both, at once: a conversion is mostly one core's work (graph tracing) ---------
+    t0 = time.perf_counter()
+    log(f"\n[5/{total}] export both subnets as parity-checked .tflite (two processes at once)")
+    times["export"] = export_all(bests, out, supernet, log)
+    log(f"[5/{total}] done in {time.perf_counter() - t0:.0f} s")
+
+    # 6. benchmark both artifacts on the host ----------------------------------------------
+    # ... beside the whole subnets of step 2 again: how far this machine's speed moved between
+    # the profile and the benchmark (a shared VM: one file -15% within 40 minutes)
     from toolkit.latency.profiler import read_jsonl, subnet_tflite
     from toolkit.space import ArchConfig
 
-    ref = next(iter(read_jsonl(pdir / "subnets.jsonl")), None)
-    models = {f"best_{dev}": Path(b["artifact"]) for dev, b in bests.items()}
-    if ref is not None:
-        classes = json.loads((pdir / "campaign.json").read_text())["config"]["num_classes"]
-        models["campaign_subnet_1"] = subnet_tflite(ArchConfig.from_json(ref["arch"]), classes)
+    refs = list(read_jsonl(pdir / "subnets.jsonl"))[:cfg.references]  # spread over weights
+    classes = json.loads((pdir / "campaign.json").read_text())["config"]["num_classes"]
+    ref_files = [subnet_tflite(ArchConfig.from_json(r["arch"]), classes) for r in refs]
+    # the per-layer profile (~10 s a model here) for the host's best only
+    exports = [(f"best_{dev}", Path(b["artifact"]), dev == "host") for dev, b in bests.items()]
+    refs_named = [(f"campaign_subnet_{i + 1}", f, False) for i, f in enumerate(ref_files)]
+    models = []  # interleaved, so that the exports and the references share the machine's phase
+    for i in range(max(len(exports), len(refs_named))):
+        models += refs_named[i:i + 1] + exports[i:i + 1]
     suite = out / "bench_suite.yaml"
-    suite.write_text("# written by evit-demo\nname: demo\nmodels:\n" + "".join(
-        f"  - {{name: {name}, path: {json.dumps(str(path.resolve()))}}}\n"
-        for name, path in models.items()) + "devices: [host]\nmodes: [default]\nrepeats: 5\n"
-        "runs: 100\nmin_secs: 0.5\nwarmup: 5\nper_layer: true\n")
+    suite.write_text("# written by evit-demo: the exports and the subnets of "
+                     "step 2 (references for this machine's speed)\nname: demo\nmodels:\n" +
+                     "".join(f"  - {{name: {name}, path: {json.dumps(str(path.resolve()))}"
+                             f"{', per_layer: true' if per_layer else ''}}}\n"
+                             for name, path, per_layer in models) +
+                     "devices: [host]\nmodes: [default]\nrepeats: 5\nruns: 100\nmin_secs: 0.5\n"
+                     "warmup: 5\n")
     store = out / "bench.sqlite"
     run_id = f"demo-{time.strftime('%Y%m%d-%H%M%S')}"
-    times["bench"] = _step(5, total, "benchmark both artifacts on this machine (history, "
-                           "per-layer profile) and write the report", "evit-bench",
+    times["bench"] = _step(6, total, "benchmark both artifacts on this machine (history, "
+                           f"per-layer profile) beside {len(refs)} subnet(s) of step 2, and "
+                           "write the report", "evit-bench",
                            ["--store", str(store), "run", str(suite), "--run-id", run_id],
                            bench.main, log)
     report_dir = out / "bench_report"
@@ -190,27 +246,44 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], None] = print) -> dict:
             "size_mb": art.stat().st_size / 1e6, "artifact": str(art),
             "sidecar": str(art) + ".json", "arch": str(Path(b["path"])),
         })
+    drift = speed_change(refs, measured)
     for r in rows:
         m, p = r["measured_host_ms"], r["predicted_host_ms"]
         r["host_error"] = (p / m - 1) if m else None
+        r["rescaled_host_ms"] = p * drift["factor"] if drift else None
+        r["rescaled_error"] = (p * drift["factor"] / m - 1) if (m and drift) else None
     plots = [str(pdir / "host_predictor.png")] + [str(out / f"search_{d}" / "front.png")
                                                   for d in bests]
-    plots += sorted(str(p) for p in report_dir.glob("*.png"))
+    plots += sorted(str(p) for p in report_dir.glob("*.png")  # the exports' (the references'
+                    if "campaign_subnet_" not in p.name)  # plots are in the report too)
     summary = {
         "seconds": time.perf_counter() - t_start, "step_seconds": times,
         "train": {"steps": train_summary.get("steps"), "evals": train_summary.get("evals")},
         "host_budget_ms": host_ms, "pixel4_budget_ms": cfg.pixel4_ms, "rows": rows,
         "plots": plots, "report": str(report_dir / "report.html"), "store": str(store),
         "supernet": str(supernet), "host_predictor": str(host_pred),
-        "host_drift": None,
+        "host_drift": drift,
     }
-    if ref is not None and measured.get("campaign_subnet_1"):
-        now = measured["campaign_subnet_1"]
-        summary["host_drift"] = {"profile_ms": ref["latency_ms"], "bench_ms": now,
-                                 "change": now / ref["latency_ms"] - 1}
     (out / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
     log("\n" + summary_table(summary))
     return summary
+
+
+def speed_change(refs: list[dict], measured: dict[str, float]) -> dict | None:
+    """This machine's speed now against step 2's: the geometric mean of now / then over the
+    campaign's subnets measured again (``campaign_subnet_<i>``); None without any."""
+    import math
+
+    pairs = [(r["latency_ms"], measured.get(f"campaign_subnet_{i + 1}"))
+             for i, r in enumerate(refs)]
+    pairs = [(a, b) for a, b in pairs if a and b]
+    if not pairs:
+        return None
+    ratios = [b / a for a, b in pairs]
+    factor = math.exp(sum(math.log(x) for x in ratios) / len(ratios))
+    return {"subnets": len(pairs), "profile_ms": [a for a, _ in pairs],
+            "bench_ms": [b for _, b in pairs], "factor": factor, "change": factor - 1,
+            "min_change": min(ratios) - 1, "max_change": max(ratios) - 1}
 
 
 def _host_statistic() -> str:
@@ -223,23 +296,26 @@ def summary_table(s: dict) -> str:
     lines = [f"evit-demo finished in {s['seconds'] / 60:.1f} min "
              f"({', '.join(f'{k} {v:.0f} s' for k, v in s['step_seconds'].items())})", "",
              f"{'subnet':<26} {'MFLOPs':>7} {'top-1':>6} {'pred. on device':>16} "
-             f"{'host pred.':>10} {'host meas.':>10} {'error':>7} {'size':>8}"]
+             f"{'host pred.':>10} {'host meas.':>10} {'error':>7} {'error*':>7} {'size':>8}"]
     for r in s["rows"]:
         meas = f"{r['measured_host_ms']:.2f}" if r["measured_host_ms"] else "–"
         err = f"{100 * r['host_error']:+.1f}%" if r["host_error"] is not None else "–"
+        res = r.get("rescaled_error")
+        res = f"{100 * res:+.1f}%" if res is not None else "–"
         lines.append(f"{r['subnet']:<26} {r['mflops']:7.1f} {100 * r['top1_search']:5.1f}% "
                      f"{r['predicted_ms']:11.2f} ms {r['predicted_host_ms']:7.2f} ms "
-                     f"{meas:>7} ms {err:>7} {r['size_mb']:5.1f} MB")
+                     f"{meas:>7} ms {err:>7} {res:>7} {r['size_mb']:5.1f} MB")
     lines += ["", "top-1: on the digits' search split (fitness); host latencies: the "
               f"{_host_statistic()} statistic of the host profile, measured by evit-bench", ""]
     for r in s["rows"]:
         lines.append(f"{r['device']:>7}: {r['artifact']} (+ .json sidecar), subnet {r['arch']}")
     d = s.get("host_drift")
     if d:
-        lines += [f"this CPU from step 2 to step 5: the first subnet of step 2, measured again "
-                  f"beside the two above, took {d['profile_ms']:.2f} ms then and "
-                  f"{d['bench_ms']:.2f} ms now ({100 * d['change']:+.1f}%); the errors above "
-                  "include such a change", ""]
+        lines += [f"error*: against the host prediction rescaled by this CPU's speed change since "
+                  f"step 2: its {d['subnets']} whole subnet(s), measured again beside the two "
+                  f"above, took {100 * d['change']:+.1f}% "
+                  f"({100 * d['min_change']:+.1f}% to {100 * d['max_change']:+.1f}%) of their time "
+                  "then; error includes that change", ""]
     lines.append(f"  plots: {', '.join(s['plots'])}")
     lines.append(f"  report: {s['report']}   results: {s['store']}")
     lines.append(f"  supernet: {s['supernet']}   host predictor: {s['host_predictor']}")
@@ -259,6 +335,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host-ms", type=float, default=None, help="host latency budget (default: "
                    "the median predicted latency of subnets at the middle level)")
     p.add_argument("--pixel4-ms", type=float, default=d.pixel4_ms)
+    p.add_argument("--references", type=int, default=d.references,
+                   help="subnets of step 2 measured again beside the exports, for the "
+                   "speed-rescaled error (0: none)")
     p.add_argument("--population", type=int, default=d.population)
     p.add_argument("--generations", type=int, default=d.generations)
     p.add_argument("--calib-images", type=int, default=d.calib_images,
@@ -275,14 +354,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"evit-demo: error: --levels {a.levels}: give increasing MFLOPs levels >= 37.4",
               file=sys.stderr)
         return 2
-    if min(a.train_steps, a.kernels, a.population, a.generations + 1, a.calib_images,
-           a.search_images) < 1 or a.subnets < 0:
-        print("evit-demo: error: --train-steps, --kernels, --population, --calib-images, "
-              "--search-images must be >= 1 and "
-              "--generations, --subnets >= 0", file=sys.stderr)
-        return 2
+    for flag, low in (("train_steps", 1), ("kernels", 1), ("population", 1),
+                      ("calib_images", 1), ("search_images", 1), ("generations", 0),
+                      ("subnets", 0), ("references", 0)):
+        if getattr(a, flag) < low:
+            print(f"evit-demo: error: --{flag.replace('_', '-')} {getattr(a, flag)}: give a "
+                  f"whole number >= {low}", file=sys.stderr)
+            return 2
     cfg = DemoConfig(out=a.out, train_steps=a.train_steps, levels=tuple(a.levels),
-                     kernels=a.kernels, subnets=a.subnets, host_ms=a.host_ms,
+                     kernels=a.kernels, subnets=a.subnets, references=a.references,
+                     host_ms=a.host_ms,
                      pixel4_ms=a.pixel4_ms, population=a.population, generations=a.generations,
                      calib_images=a.calib_images, search_images=a.search_images, seed=a.seed)
     try:
