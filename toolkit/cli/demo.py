@@ -313,9 +313,9 @@ def summary_table(s: dict) -> str:
     if d:
         lines += [f"error*: against the host prediction rescaled by this CPU's speed change since "
                   f"step 2: its {d['subnets']} whole subnet(s), measured again beside the two "
-                  f"above, took {100 * d['change']:+.1f}% "
-                  f"({100 * d['min_change']:+.1f}% to {100 * d['max_change']:+.1f}%) of their time "
-                  "then; error includes that change", ""]
+                  f"above, changed by {100 * d['change']:+.1f}% "
+                  f"(each {100 * d['min_change']:+.1f}% to {100 * d['max_change']:+.1f}%); "
+                  "error includes that change", ""]
     lines.append(f"  plots: {', '.join(s['plots'])}")
     lines.append(f"  report: {s['report']}   results: {s['store']}")
     lines.append(f"  supernet: {s['supernet']}   host predictor: {s['host_predictor']}")
