@@ -28,8 +28,8 @@ from toolkit.devices.host import HostDevice  # noqa: E402
 from toolkit.devices.measure import measure  # noqa: E402
 from toolkit.latency import LatencyPredictor  # noqa: E402
 from toolkit.latency.profiler import (  # noqa: E402
+    Build,
     CampaignConfig,
-    _build_subnet,
     append_jsonl,
     build_all,
     default_workers,
@@ -66,8 +66,8 @@ def main() -> None:
     archs = [sp.sample() for _ in range(args.check)]
     spec = RunSpec(warmup_runs=5, num_runs=30, repeats=3, max_cooldown_s=60)
     stat = summary["statistic"]
-    build_all([(a.to_json(), 1000) for a in archs if a.to_json() not in done], _build_subnet,
-              default_workers())
+    build_all([Build("subnet", a.to_json(), 1000) for a in archs if a.to_json() not in done],
+              default_workers(), print)
     for i, a in enumerate(archs):
         if a.to_json() in done:
             continue

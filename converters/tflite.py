@@ -8,9 +8,11 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import tempfile
+import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -43,6 +45,17 @@ def locate_failure(model: torch.nn.Module, example: tuple[torch.Tensor, ...]) ->
         return f"{' '.join(parts) or type(e).__name__}: {head}"
 
 
+def quiet_converter() -> None:
+    """Keep a conversion's output to what matters: litert-torch prints a line per stage of
+    every conversion, its C++ converter an INFO line per graph, and its imports say that
+    torchao's CUDA kernels are absent and that torch deprecates an enum registration. Set
+    LITERT_TORCH_SHOW_PROGRESS=y or TF_CPP_MIN_LOG_LEVEL=0 to see them again."""
+    os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # C++ warnings and errors still show
+    for name in ("torchao", "torch.utils._pytree"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
 def _atomic_write(data_path: Path, out: Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     os.replace(data_path, out)
@@ -62,22 +75,17 @@ def convert_tflite(model: torch.nn.Module, example: Sequence[torch.Tensor], out:
     if precision == "int8" and calibration is None:
         raise ValueError("precision int8 (full integer) needs a calibration set: pass a few "
                          "representative input batches")
+    quiet_converter()
     import litert_torch
 
     model = model.eval()
     example = tuple(example)
     out = Path(out)
     try:
-        if precision == "fp32":
-            edge = litert_torch.convert(model, example)
-        elif precision in ("fp16", "int8-dynamic"):
-            from litert_torch.generative.quantize import quant_recipes
-
-            recipe = (quant_recipes.full_fp16_recipe() if precision == "fp16"
-                      else quant_recipes.full_dynamic_recipe())
-            edge = litert_torch.convert(model, example, quant_config=recipe)
-        else:
-            edge = _convert_int8_static(model, example, calibration)
+        with warnings.catch_warnings():
+            # torch.export's own deprecation note, raised several times per traced module
+            warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
+            edge = _convert(litert_torch, model, example, precision, calibration)
     except Exception as e:  # noqa: BLE001
         where = locate_failure(model, example)
         detail = where or f"{type(e).__name__}: {str(e).strip().splitlines()[0][:300]}"
@@ -90,6 +98,18 @@ def convert_tflite(model: torch.nn.Module, example: Sequence[torch.Tensor], out:
         return _atomic_write(Path(tmp), out)
     finally:
         Path(tmp).unlink(missing_ok=True)
+
+
+def _convert(litert_torch, model, example, precision, calibration):
+    if precision == "fp32":
+        return litert_torch.convert(model, example)
+    if precision in ("fp16", "int8-dynamic"):
+        from litert_torch.generative.quantize import quant_recipes
+
+        recipe = (quant_recipes.full_fp16_recipe() if precision == "fp16"
+                  else quant_recipes.full_dynamic_recipe())
+        return litert_torch.convert(model, example, quant_config=recipe)
+    return _convert_int8_static(model, example, calibration)
 
 
 def _convert_int8_static(model, example, calibration):

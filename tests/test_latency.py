@@ -365,3 +365,25 @@ def test_campaign_subnets_spread_over_weights():
     uni = campaign_subnets(dataclasses.replace(cfg, subnet_spread="uniform"))
     assert [a.to_json() for a in uni] == [SPACE.decode(e).to_json()
                                           for e in random_subnets(6, 1, (70.0, 140.0))]
+
+
+def test_build_all_converts_what_is_missing_whole_subnets_first(tmp_path, monkeypatch):
+    from toolkit.latency import profiler
+    from toolkit.latency.profiler import Build, build_all
+
+    monkeypatch.setenv("EVIT_CACHE", str(tmp_path / "cache"))
+    arch = SPACE.min().to_json()
+    ks = [Build("kernel", k.code, 10) for k in kernels(SPACE.min())[:3]]
+    cached = ks[0].path()
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"converted before")
+    built = []
+    monkeypatch.setattr(profiler, "_build", lambda b: built.append(b) or 1.0)
+    lines = []
+    build_all([*ks, Build("subnet", arch, 10), ks[1]], 1, lines.append)
+    assert built == [Build("subnet", arch, 10), ks[1], ks[2]]  # once each
+    assert lines[0].startswith("converting 3 file(s) to .tflite (1 whole subnet(s), 2 kernel(s))")
+    assert lines[1].startswith("  converted 1/3 subnet of ") and len(lines) == 4
+    built.clear()
+    build_all([ks[0]], 2, lines.append)  # all in the cache: no worker starts
+    assert built == [] and len(lines) == 4

@@ -67,18 +67,31 @@ def _step(n: int, total: int, title: str, prog: str, argv: list[str],
 def export_all(bests: dict[str, dict], out: Path, supernet: Path,
                log: Callable[[str], None]) -> float:
     """``evit-export`` each search's best into its search folder, all at once (one process
-    each, output in export.log beside it); sets each best's ``artifact``. Seconds taken."""
+    each, output in export.log beside it); sets each best's ``artifact``, and ``same_as``
+    (the device whose export it copies) when two searches chose one subnet, which converts
+    once. Seconds taken."""
     import os
+    import shutil
     import subprocess
 
     from toolkit.cli.search import _already_exported
 
     t0 = time.perf_counter()
-    procs = []
+    procs, copies = [], []
+    first: dict[str, tuple[str, Path]] = {}  # subnet -> (device, artifact) exported first
     for dev, b in bests.items():
         sdir = out / f"search_{dev}"
         art = sdir / f"best_latency_{b['budget']:g}.tflite"
         b["artifact"] = str(art)
+        key = json.dumps(b["arch"], sort_keys=True)
+        if key in first:
+            b["same_as"] = first[key][0]
+            if not _already_exported(art, b["arch"], supernet):
+                log(f"{art}: the {dev} search chose the {first[key][0]} search's subnet: "
+                    f"a copy of {first[key][1]}, not a second conversion")
+                copies.append((first[key][1], art))
+            continue
+        first[key] = (dev, art)
         if _already_exported(art, b["arch"], supernet):
             log(f"{art}: already exported (same subnet, same supernet)")
             continue
@@ -103,6 +116,12 @@ def export_all(bests: dict[str, dict], out: Path, supernet: Path,
     if failed:
         raise DemoError(f"export failed: {'; '.join(failed)}; fix it and run evit-demo again "
                         "(finished steps are kept)")
+    for src, dst in copies:  # the sidecar last: a torn copy is never taken as finished
+        for a, b in ((src, dst), (src.with_name(src.name + ".json"),
+                                  dst.with_name(dst.name + ".json"))):
+            tmp = b.with_name(b.name + ".part")
+            shutil.copyfile(a, tmp)
+            os.replace(tmp, b)
     return time.perf_counter() - t0
 
 
@@ -199,8 +218,10 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], None] = print) -> dict:
     refs = list(read_jsonl(pdir / "subnets.jsonl"))[:cfg.references]  # spread over weights
     classes = json.loads((pdir / "campaign.json").read_text())["config"]["num_classes"]
     ref_files = [subnet_tflite(ArchConfig.from_json(r["arch"]), classes) for r in refs]
-    # the per-layer profile (~10 s a model here) for the host's best only
-    exports = [(f"best_{dev}", Path(b["artifact"]), dev == "host") for dev, b in bests.items()]
+    # the per-layer profile (~10 s a model here) for the host's best only; a subnet both
+    # searches chose is measured once
+    exports = [(f"best_{dev}", Path(b["artifact"]), dev == "host") for dev, b in bests.items()
+               if "same_as" not in b]
     refs_named = [(f"campaign_subnet_{i + 1}", f, False) for i, f in enumerate(ref_files)]
     models = []  # interleaved, so that the exports and the references share the machine's phase
     for i in range(max(len(exports), len(refs_named))):
@@ -242,7 +263,8 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], None] = print) -> dict:
             "subnet": f"best for {dev} ({b['budget']:g} ms)", "device": dev,
             "mflops": b["mflops"], "top1_search": b["accuracy"],
             "predicted_ms": b["cost"], "predicted_host_ms": host.predict(arch),
-            "measured_host_ms": measured.get(f"best_{dev}"),
+            "measured_host_ms": measured.get(f"best_{b.get('same_as', dev)}"),
+            "same_as": b.get("same_as"),
             "size_mb": art.stat().st_size / 1e6, "artifact": str(art),
             "sidecar": str(art) + ".json", "arch": str(Path(b["path"])),
         })
@@ -308,7 +330,10 @@ def summary_table(s: dict) -> str:
     lines += ["", "top-1: on the digits' search split (fitness); host latencies: the "
               f"{_host_statistic()} statistic of the host profile, measured by evit-bench", ""]
     for r in s["rows"]:
-        lines.append(f"{r['device']:>7}: {r['artifact']} (+ .json sidecar), subnet {r['arch']}")
+        same = (f"; the {r['same_as']} search's subnet, measured once"
+                if r.get("same_as") else "")
+        lines.append(f"{r['device']:>7}: {r['artifact']} (+ .json sidecar), subnet "
+                     f"{r['arch']}{same}")
     d = s.get("host_drift")
     if d:
         lines += [f"error*: against the host prediction rescaled by this CPU's speed change since "

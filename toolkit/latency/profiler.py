@@ -95,12 +95,22 @@ def _versions() -> str:
     return f"torch={torch.__version__};litert-torch={version('litert-torch')}"
 
 
+def kernel_path(k: Kernel, num_classes: int = 1000) -> Path:
+    """Where the kernel's .tflite lives in the cache (keyed by content: key, classes, tools)."""
+    digest = hashlib.sha256(f"{k.key}|{k.code}|{num_classes}|{_versions()}|v1".encode())
+    return cache_dir() / f"{k.key}-{digest.hexdigest()[:12]}.tflite"
+
+
+def subnet_path(arch: ArchConfig, num_classes: int = 1000) -> Path:
+    digest = hashlib.sha256(f"{arch.to_json()}|{num_classes}|{_versions()}|v1".encode())
+    return cache_dir() / f"subnet-{digest.hexdigest()[:16]}.tflite"
+
+
 def kernel_tflite(k: Kernel, num_classes: int = 1000) -> Path:
     """The kernel as a .tflite, built once and cached by content (key, classes, tools)."""
     from converters import convert_tflite
 
-    digest = hashlib.sha256(f"{k.key}|{k.code}|{num_classes}|{_versions()}|v1".encode())
-    path = cache_dir() / f"{k.key}-{digest.hexdigest()[:12]}.tflite"
+    path = kernel_path(k, num_classes)
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
         m, x = kernel_module(k, num_classes)
@@ -113,8 +123,7 @@ def subnet_tflite(arch: ArchConfig, num_classes: int = 1000) -> Path:
     from toolkit.export import optimize_for_export
     from toolkit.supernet.static import StaticViT
 
-    digest = hashlib.sha256(f"{arch.to_json()}|{num_classes}|{_versions()}|v1".encode())
-    path = cache_dir() / f"subnet-{digest.hexdigest()[:16]}.tflite"
+    path = subnet_path(arch, num_classes)
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(0)
@@ -177,28 +186,68 @@ SPREADS = ("weights", "uniform")  # CampaignConfig.subnet_spread
 LEGACY = {"subnet_spread": "uniform"}  # a campaign.json without the key measured these
 
 
-def build_all(items: list, build: Callable, workers: int) -> None:
-    """Convert every item not yet in the cache, on ``workers`` processes (conversion is
-    single-threaded Python; measuring happens afterwards, on a quiet machine)."""
-    if workers <= 1 or len(items) <= 1:
-        for it in items:
-            build(it)
+@dataclass(frozen=True)
+class Build:
+    """One .tflite to convert into the cache: a kernel (``item`` = its code) or a whole
+    subnet (``item`` = its arch JSON)."""
+    what: str  # "kernel" | "subnet"
+    item: int | str
+    num_classes: int
+
+    def path(self) -> Path:
+        if self.what == "kernel":
+            return kernel_path(Kernel.from_code(int(self.item)), self.num_classes)
+        return subnet_path(ArchConfig.from_json(str(self.item)), self.num_classes)
+
+    def name(self) -> str:
+        if self.what == "kernel":
+            return Kernel.from_code(int(self.item)).key
+        from toolkit.flops import flops
+
+        return f"subnet of {flops(ArchConfig.from_json(str(self.item))):.1f} MFLOPs"
+
+
+def _build(b: Build) -> float:
+    """Convert one file (in a worker); the seconds it took."""
+    t0 = time.perf_counter()
+    if b.what == "kernel":
+        kernel_tflite(Kernel.from_code(int(b.item)), b.num_classes)
+    else:
+        subnet_tflite(ArchConfig.from_json(str(b.item)), b.num_classes)
+    return time.perf_counter() - t0
+
+
+def build_all(items: list[Build], workers: int,
+              progress: Callable[[str], None] | None = None) -> None:
+    """Convert every item not yet in the cache, whole subnets first (the long ones), on
+    ``workers`` processes (conversion is single-threaded Python; measuring happens
+    afterwards, on a quiet machine), with a line per file done."""
+    todo = sorted((b for b in dict.fromkeys(items) if not b.path().is_file()),
+                  key=lambda b: b.what != "subnet")
+    if not todo:
+        return
+    say = progress or (lambda _: None)
+    n_sub = sum(b.what == "subnet" for b in todo)
+    say(f"converting {len(todo)} file(s) to .tflite ({n_sub} whole subnet(s), "
+        f"{len(todo) - n_sub} kernel(s)) on {min(workers, len(todo))} worker(s)")
+    t0 = time.perf_counter()
+
+    def done(i: int, b: Build, secs: float) -> None:
+        say(f"  converted {i}/{len(todo)} {b.name()} ({secs:.0f} s, "
+            f"{time.perf_counter() - t0:.0f} s in all)")
+
+    if workers <= 1 or len(todo) <= 1:
+        for i, b in enumerate(todo, 1):
+            done(i, b, _build(b))
         return
     import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures import ProcessPoolExecutor, as_completed
 
     with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"),
                              initializer=torch.set_num_threads, initargs=(1,)) as ex:
-        for _ in ex.map(build, items):
-            pass
-
-
-def _build_kernel(args: tuple[int, int]) -> str:
-    return str(kernel_tflite(Kernel.from_code(args[0]), args[1]))
-
-
-def _build_subnet(args: tuple[str, int]) -> str:
-    return str(subnet_tflite(ArchConfig.from_json(args[0]), args[1]))
+        futures = {ex.submit(_build, b): b for b in todo}
+        for i, f in enumerate(as_completed(futures), 1):
+            done(i, futures[f], f.result())
 
 
 def default_workers() -> int:
@@ -243,11 +292,15 @@ def run_campaign(device, out: str | Path, cfg: CampaignConfig | None = None,
         return {"latency_ms": r.latency_ms(cfg.statistic), "statistic": cfg.statistic,
                 "median_ms": r.median_ms, "best_ms": r.best_ms, "std_ms": r.std_ms}
 
-    def measure_codes(codes: np.ndarray) -> None:
+    # whole subnets: chosen before any measurement, so they convert with the first kernels
+    subs = {r["arch"]: r for r in read_jsonl(slog)}
+    archs = [a.to_json() for a in campaign_subnets(cfg)]
+    sub_todo = [a for a in archs if a not in subs]
+
+    def measure_codes(codes: np.ndarray, also: list[Build] = ()) -> None:
         todo = [c for c in codes.tolist() if c not in done]
-        if todo:
-            progress(f"building {len(todo)} kernel .tflite file(s) ({workers} worker(s))")
-        build_all([(c, cfg.num_classes) for c in todo], _build_kernel, workers)
+        build_all([Build("kernel", c, cfg.num_classes) for c in todo] + list(also), workers,
+                  progress)
         for code in todo:
             k = Kernel.from_code(code)
             t0 = time.perf_counter()
@@ -263,7 +316,8 @@ def run_campaign(device, out: str | Path, cfg: CampaignConfig | None = None,
     fcodes, counts = kernel_frequencies(20000, seed=cfg.seed, convention=CONVENTION,
                                         mflops=cfg.mflops)
     n_cover = max(6 * 3, int(cfg.kernels * cfg.cover_fraction))
-    measure_codes(cover(fcodes, counts, n_cover))
+    measure_codes(cover(fcodes, counts, n_cover),
+                  [Build("subnet", a, cfg.num_classes) for a in sub_todo])
     per_round = max(1, (cfg.kernels - len(done)) // max(1, cfg.rounds))
     while len(done) < cfg.kernels:
         codes = np.array(list(done), dtype=np.int64)
@@ -279,13 +333,8 @@ def run_campaign(device, out: str | Path, cfg: CampaignConfig | None = None,
     spec = dataclasses.replace(
         spec, repeats=cfg.subnet_repeats or cfg.repeats,
         min_secs=cfg.min_secs if cfg.subnet_min_secs is None else cfg.subnet_min_secs)
-    subs = {r["arch"]: r for r in read_jsonl(slog)}
-    archs = [a.to_json() for a in campaign_subnets(cfg)]
-    todo = [a for a in archs if a not in subs]
-    if todo:
-        progress(f"building {len(todo)} whole-subnet .tflite file(s) ({workers} worker(s))")
-    build_all([(a, cfg.num_classes) for a in todo], _build_subnet, workers)
-    for key in todo:
+    build_all([Build("subnet", a, cfg.num_classes) for a in sub_todo], workers, progress)
+    for key in sub_todo:
         t0 = time.perf_counter()
         r = measure(device, subnet_tflite(ArchConfig.from_json(key), cfg.num_classes), spec)
         rec = {"arch": key, **record(r), "repeats": r.repeats, "n": r.repeats * r.num_runs}
