@@ -382,7 +382,7 @@ def test_build_all_converts_what_is_missing_whole_subnets_first(tmp_path, monkey
     lines = []
     build_all([*ks, Build("subnet", arch, 10), ks[1]], 1, lines.append)
     assert built == [Build("subnet", arch, 10), ks[1], ks[2]]  # once each
-    assert lines[0].startswith("converting 3 file(s) to .tflite (1 whole subnet(s), 2 kernel(s))")
+    assert lines[0] == "converting 1 whole subnet(s), 2 kernel(s) to .tflite on 1 worker(s)"
     assert lines[1].startswith("  converted 1/3 subnet of ") and len(lines) == 4
     built.clear()
     build_all([ks[0]], 2, lines.append)  # all in the cache: no worker starts

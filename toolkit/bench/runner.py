@@ -166,8 +166,11 @@ def run_suite(suite: Suite, devices: list, store_path: str | Path,
                         continue
                     with lock:
                         summary.results.append(r.id)
-                    log(f"{dev.profile.name} ({dev.serial}) {m.name} [{mode.label}]: median "
-                        f"{r.median_ms:.4g} ms, p90 {r.p90_ms:.4g}, std {r.std_ms:.2g}")
+                    stat = dev.profile.statistic  # what compare and the predictors use
+                    first = (f"{stat} {r.latency_ms(stat):.4g} ms, median {r.median_ms:.4g}"
+                             if stat != "median" else f"median {r.median_ms:.4g} ms")
+                    log(f"{dev.profile.name} ({dev.serial}) {m.name} [{mode.label}]: {first}, "
+                        f"p90 {r.p90_ms:.4g}, std {r.std_ms:.2g}")
         finally:
             store.close()
 

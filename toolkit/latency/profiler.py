@@ -228,8 +228,9 @@ def build_all(items: list[Build], workers: int,
         return
     say = progress or (lambda _: None)
     n_sub = sum(b.what == "subnet" for b in todo)
-    say(f"converting {len(todo)} file(s) to .tflite ({n_sub} whole subnet(s), "
-        f"{len(todo) - n_sub} kernel(s)) on {min(workers, len(todo))} worker(s)")
+    what = ", ".join(f"{n} {name}(s)" for n, name in ((n_sub, "whole subnet"),
+                                                     (len(todo) - n_sub, "kernel")) if n)
+    say(f"converting {what} to .tflite on {min(workers, len(todo))} worker(s)")
     t0 = time.perf_counter()
 
     def done(i: int, b: Build, secs: float) -> None:
