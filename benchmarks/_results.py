@@ -6,6 +6,8 @@ import datetime as _dt
 import os
 import platform
 import re
+import shlex
+import sys
 from pathlib import Path
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
@@ -30,8 +32,9 @@ def machine() -> str:
 def write_section(key: str, title: str, body: str) -> None:
     """Replace (or append) the section between ``<!-- begin KEY -->`` and ``<!-- end KEY -->``."""
     stamp = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
+    cmd = shlex.join(["python", f"benchmarks/{key}.py", *sys.argv[1:]])  # with its arguments
     block = (f"<!-- begin {key} -->\n## {title}\n\n_Measured {stamp} on {machine()}; "
-             f"command: `python benchmarks/{key}.py`._\n\n{body.strip()}\n<!-- end {key} -->")
+             f"command: `{cmd}`._\n\n{body.strip()}\n<!-- end {key} -->")
     text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\n" \
         "Each section is rewritten by the script named in it.\n"
     pat = re.compile(rf"<!-- begin {re.escape(key)} -->.*?<!-- end {re.escape(key)} -->", re.S)
