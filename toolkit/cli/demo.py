@@ -117,11 +117,11 @@ def export_all(bests: dict[str, dict], out: Path, supernet: Path,
         raise DemoError(f"export failed: {'; '.join(failed)}; fix it and run evit-demo again "
                         "(finished steps are kept)")
     for src, dst in copies:  # the sidecar last: a torn copy is never taken as finished
-        for a, b in ((src, dst), (src.with_name(src.name + ".json"),
-                                  dst.with_name(dst.name + ".json"))):
-            tmp = b.with_name(b.name + ".part")
-            shutil.copyfile(a, tmp)
-            os.replace(tmp, b)
+        for f_src, f_dst in ((src, dst), (src.with_name(src.name + ".json"),
+                                          dst.with_name(dst.name + ".json"))):
+            tmp = f_dst.with_name(f_dst.name + ".part")
+            shutil.copyfile(f_src, tmp)
+            os.replace(tmp, f_dst)
     return time.perf_counter() - t0
 
 
@@ -349,27 +349,35 @@ def summary_table(s: dict) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     d = DemoConfig()
-    p = argparse.ArgumentParser(prog="evit-demo", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--out", default=d.out)
-    p.add_argument("--train-steps", type=int, default=d.train_steps)
+    p = argparse.ArgumentParser(
+        prog="evit-demo", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="The whole pipeline on embedded defaults, on this machine, in minutes: "
+        "train -> profile the host -> search (host, pixel4) -> export -> benchmark. Each step "
+        "prints its command; run again after an interruption and finished steps are kept.")
+    p.add_argument("--out", default=d.out, help="folder for every step's files")
+    p.add_argument("--train-steps", type=int, default=d.train_steps,
+                   help="supernet training steps (batch 16)")
     p.add_argument("--levels", type=float, nargs="+", default=list(d.levels),
                    help="MFLOPs levels: trained, profiled and searched")
     p.add_argument("--kernels", type=int, default=d.kernels, help="host campaign kernels")
     p.add_argument("--subnets", type=int, default=d.subnets, help="host campaign subnets")
-    p.add_argument("--host-ms", type=float, default=None, help="host latency budget (default: "
-                   "the median predicted latency of subnets at the middle level)")
-    p.add_argument("--pixel4-ms", type=float, default=d.pixel4_ms)
+    p.add_argument("--host-ms", type=float, default=argparse.SUPPRESS,
+                   help="host latency budget (default: the median predicted latency of "
+                   "subnets at the middle level)")
+    p.add_argument("--pixel4-ms", type=float, default=d.pixel4_ms,
+                   help="pixel4 latency budget (shipped predictor)")
     p.add_argument("--references", type=int, default=d.references,
                    help="subnets of step 2 measured again beside the exports, for the "
                    "speed-rescaled error (0: none)")
-    p.add_argument("--population", type=int, default=d.population)
-    p.add_argument("--generations", type=int, default=d.generations)
+    p.add_argument("--population", type=int, default=d.population,
+                   help="search: initial subnets per budget")
+    p.add_argument("--generations", type=int, default=d.generations,
+                   help="search: evolution generations")
     p.add_argument("--calib-images", type=int, default=d.calib_images,
                    help="search fitness: BN recalibration images")
     p.add_argument("--search-images", type=int, default=d.search_images,
                    help="search fitness: search-split images")
-    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--seed", type=int, default=d.seed, help="seed of every step")
     return p
 
 
@@ -388,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     cfg = DemoConfig(out=a.out, train_steps=a.train_steps, levels=tuple(a.levels),
                      kernels=a.kernels, subnets=a.subnets, references=a.references,
-                     host_ms=a.host_ms,
+                     host_ms=getattr(a, "host_ms", None),
                      pixel4_ms=a.pixel4_ms, population=a.population, generations=a.generations,
                      calib_images=a.calib_images, search_images=a.search_images, seed=a.seed)
     try:
