@@ -53,9 +53,21 @@ def adb_port():
                    env={**os.environ, "ANDROID_ADB_SERVER_PORT": str(port)})
 
 
+_ATTACHED: list[TestPhone] = []
+
+
+@pytest.fixture(autouse=True)
+def _phones_vanish_after_each_test():
+    """A test that fails still takes its phones away: the adb server is shared."""
+    yield
+    while _ATTACHED:
+        _ATTACHED.pop().vanish()
+
+
 def attach(port: int, profile: str, root: Path) -> TestPhone:
     c = client(port)
     phone = TestPhone(profile, root / profile).start()
+    _ATTACHED.append(phone)
     c.connect(phone.address, timeout=5)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
@@ -119,8 +131,6 @@ def test_several_phones_at_once_one_disconnecting(tmp_path, conv_tflite, adb_por
         assert all(r.meta["bench_run"] == "r1" and "git" in r.meta for r in valid)
         assert st.count("invalid") == 1  # the disconnected phone's run, never stored as valid
     assert p4.benchmark_runs == 6 and p6.benchmark_runs == 1
-    for p in (p4, p6):
-        p.vanish()
 
 
 def test_regressions_slowdown_caught_noise_not(tmp_path, conv_tflite, adb_port, capsys):
@@ -162,7 +172,6 @@ def test_regressions_slowdown_caught_noise_not(tmp_path, conv_tflite, adb_port, 
     assert page.count("data:image/png;base64,") >= 1 and "<table>" in page
     png = tmp_path / "rep" / "history_conv.png"
     assert png.stat().st_size > 5000
-    phone.vanish()
 
 
 def test_compare_rules():

@@ -445,6 +445,31 @@ def test_store_keys_never_mix_and_bad_input_does_not_corrupt(tmp_path):
         ResultStore(bad)
 
 
+def test_store_opened_by_several_threads_at_once_when_new(tmp_path):
+    """evit-bench's workers (one per device) may open a new store at the same moment: each
+    gets a working store (SQLite refuses a second concurrent switch to WAL at once)."""
+    for trial in range(15):
+        path = tmp_path / f"s{trial}.sqlite"
+        gate, errors = threading.Barrier(6), []
+
+        def open_and_add(path=path, gate=gate, errors=errors):
+            gate.wait()
+            try:
+                with ResultStore(path) as st:
+                    st.add(_result())
+            except StoreError as e:
+                errors.append(e)
+
+        threads = [threading.Thread(target=open_and_add) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        with ResultStore(path) as st:
+            assert st.count() == 6
+
+
 def test_best_statistic_and_profile_statistic_field():
     from device_profiles import ProfileError, get_profile, parse_profile
     from toolkit.devices.store import Result

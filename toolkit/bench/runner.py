@@ -134,6 +134,7 @@ def run_suite(suite: Suite, devices: list, store_path: str | Path,
     summary = RunSummary(run_id, suite.name, git, dirty,
                          devices=[f"{d.profile.name}:{d.serial}" for d in devices])
     files = {m.name: model_file(m) for m in suite.models}  # export before the workers start
+    ResultStore(store_path).close()  # a new store is set up once, before the workers open it
     lock = threading.Lock()
 
     def worker(dev) -> None:

@@ -141,24 +141,48 @@ class ResultStore:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None,
-                                      check_same_thread=False)
-            self.db.execute("PRAGMA journal_mode=WAL")  # concurrent readers, one writer
-            self.db.execute("PRAGMA foreign_keys=ON")
-            self.db.executescript(SCHEMA)
-            row = self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-        except sqlite3.DatabaseError as e:
-            raise StoreError(
-                f"{self.path} is not a usable evit result store ({e}); point --store at a new "
-                "file or restore this one from a backup"
-            ) from e
+        deadline = time.monotonic() + 30
+        self.db = None
+        while True:
+            try:
+                row = self._open()
+                break
+            except sqlite3.OperationalError as e:
+                # two connections setting up a new file at once: switching it to WAL can fail
+                # at once with "locked" (SQLite's deadlock escape skips the busy wait), so the
+                # later one retries; a file that stays locked is reported below
+                self._close()
+                if "locked" not in str(e) or time.monotonic() > deadline:
+                    raise StoreError(f"{self.path} is not a usable evit result store ({e}); "
+                                     "point --store at a new file or restore this one from a "
+                                     "backup") from e
+                time.sleep(0.05)
+            except sqlite3.DatabaseError as e:
+                self._close()
+                raise StoreError(
+                    f"{self.path} is not a usable evit result store ({e}); point --store at a "
+                    "new file or restore this one from a backup"
+                ) from e
         if row is None:
             self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
                             (str(SCHEMA_VERSION),))
         elif int(row[0]) > SCHEMA_VERSION:
             raise StoreError(f"{self.path} was written by a newer evit (schema {row[0]}); "
                              "upgrade evit to read it")
+
+    def _open(self):
+        """Connect, set up the schema if new; the schema_version row (None if new)."""
+        self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None,
+                                  check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")  # concurrent readers, one writer
+        self.db.execute("PRAGMA foreign_keys=ON")
+        self.db.executescript(SCHEMA)
+        return self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+
+    def _close(self) -> None:
+        if self.db is not None:
+            self.db.close()
+            self.db = None
 
     def close(self) -> None:
         self.db.close()

@@ -334,8 +334,7 @@ def run_campaign(device, out: str | Path, cfg: CampaignConfig | None = None,
     spec = dataclasses.replace(
         spec, repeats=cfg.subnet_repeats or cfg.repeats,
         min_secs=cfg.min_secs if cfg.subnet_min_secs is None else cfg.subnet_min_secs)
-    build_all([Build("subnet", a, cfg.num_classes) for a in sub_todo], workers, progress)
-    for key in sub_todo:
+    for key in sub_todo:  # converted with the first kernels
         t0 = time.perf_counter()
         r = measure(device, subnet_tflite(ArchConfig.from_json(key), cfg.num_classes), spec)
         rec = {"arch": key, **record(r), "repeats": r.repeats, "n": r.repeats * r.num_runs}
