@@ -2,8 +2,13 @@
 
 Layout (a plain dict of tensors and builtins, no pickled objects)::
 
-    {"format": "evit-supernet", "version": 1, "num_classes": int,
-     "model": state_dict, "ema": state_dict | absent, ...training state (evit-train)}
+    {"format": "evit-supernet", "version": 1 | 2, "num_classes": int,
+     "layout": "evit" | "release" (absent: "evit"),
+     "model": state_dict, "ema": state_dict | absent, ...training state (evit-train),
+     "banks": [{"level", "capacity", "archs", "scores"}] | absent (imported memory banks)}
+
+Version 2 marks the release layout (an evit that predates it refuses the file instead of
+misreading it); evit-layout files stay version 1.
 
 When an ``ema`` state is present, :func:`load_supernet` uses it (evaluation and export use the
 EMA weights, as the release does) unless ``use_ema=False``.
@@ -21,7 +26,8 @@ import torch
 __all__ = ["CheckpointError", "atomic_save", "save_supernet", "load_checkpoint", "load_supernet"]
 
 FORMAT = "evit-supernet"
-VERSION = 1
+VERSION = 2  # the newest version this evit reads
+RELEASE_LAYOUT_VERSION = 2
 
 
 class CheckpointError(RuntimeError):
@@ -44,8 +50,14 @@ def atomic_save(obj: Any, path: str | Path) -> None:
         raise
 
 
+def checkpoint_header(layout: str, num_classes: int) -> dict[str, Any]:
+    """The format fields every evit supernet checkpoint starts with."""
+    return {"format": FORMAT, "version": RELEASE_LAYOUT_VERSION if layout == "release" else 1,
+            "layout": layout, "num_classes": num_classes}
+
+
 def save_supernet(model: torch.nn.Module, path: str | Path, **extra: Any) -> None:
-    state = {"format": FORMAT, "version": VERSION, "num_classes": model.num_classes,
+    state = {**checkpoint_header(getattr(model, "layout", "evit"), model.num_classes),
              "model": model.state_dict(), **extra}
     atomic_save(state, path)
 
@@ -77,7 +89,11 @@ def load_supernet(path: str | Path, use_ema: bool = True,
     from toolkit.supernet import Supernet
 
     ckpt = load_checkpoint(path, map_location)
-    model = Supernet(num_classes=int(ckpt.get("num_classes", 1000)))
+    layout = ckpt.get("layout", "evit")
+    if layout not in ("evit", "release"):
+        raise CheckpointError(f"{str(path)!r} has layout {layout!r}; this evit knows evit and "
+                              "release")
+    model = Supernet(num_classes=int(ckpt.get("num_classes", 1000)), layout=layout)
     state = ckpt["ema"] if use_ema and ckpt.get("ema") is not None else ckpt["model"]
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)
@@ -86,7 +102,8 @@ def load_supernet(path: str | Path, use_ema: bool = True,
                               f"{str(e).splitlines()[-1].strip()[:300]}") from None
     bad = [k for k in missing if not k.endswith("num_batches_tracked")]
     if bad or unexpected:
-        raise CheckpointError(f"{str(path)!r} does not match the ElasticViT supernet: "
+        raise CheckpointError(f"{str(path)!r} does not match the ElasticViT supernet "
+                              f"(layout {layout}): "
                               f"{len(bad)} missing tensors (e.g. {bad[:3]}), {len(unexpected)} "
                               f"unexpected (e.g. {list(unexpected)[:3]})")
     return model.to(map_location)

@@ -208,9 +208,13 @@ def _parts_params(c: dict[str, Any], num_classes: int) -> dict[str, Any]:
     return out
 
 
-def params(arch: ArchConfig, num_classes: int = 1000) -> int:
-    """Exact parameter count of the static subnet (``extract(arch)``/``create_model``)."""
-    return int(sum(_parts_params(_cols_of(arch), num_classes).values()))
+def params(arch: ArchConfig, num_classes: int = 1000, layout: str = "evit") -> int:
+    """Exact parameter count of the static subnet (``extract(arch)``/``create_model``).
+
+    ``layout="release"`` adds the bias of the head's first linear (6·C); its position tables
+    have the same size as long as the checkpoint's index is the release's own."""
+    n = int(sum(_parts_params(_cols_of(arch), num_classes).values()))
+    return n + (HEAD_EXPAND * arch.stages[-1].width if layout == "release" else 0)
 
 
 def params_encoded(enc: np.ndarray, num_classes: int = 1000) -> np.ndarray:

@@ -321,11 +321,24 @@ def _column_choices() -> list[tuple[int, ...]]:
 
 RngLike = Union[np.random.Generator, int, None]
 
+# Sub-space rules a space may keep (``SearchSpace(rules=...)``): "release" = the channel rules
+# of the release's sampler (toolkit/release/arch.py): conv stem as wide as the first conv, no
+# stage narrower than the one before it.
+RULES = ("none", "release")
+_WIDTH_COLS = ["stem_width"] + [f"{sp.name}.width" for sp in STAGE_SPACES]
+
+
+def _release_mask(enc: np.ndarray) -> np.ndarray:
+    w = enc[:, [COLUMNS.index(c) for c in _WIDTH_COLS]]
+    return (w[:, 0] == w[:, 1]) & np.all(w[:, 1:] >= w[:, :-1], axis=1)
+
 
 class SearchSpace:
     """Table 1 as data: sampling, mutation, crossover, encoding.
 
     Randomness comes from ``self.rng`` (seeded by ``seed``) unless a call passes its own ``rng``.
+    ``rules="release"`` keeps every draw, mutation and crossover inside the subnets the
+    release's sampler could have trained (uniformly among them: rejection).
     """
 
     resolutions = RESOLUTIONS
@@ -333,7 +346,10 @@ class SearchSpace:
     stages = STAGE_SPACES
     columns = COLUMNS
 
-    def __init__(self, seed: int | None = 0):
+    def __init__(self, seed: int | None = 0, rules: str = "none"):
+        if rules not in RULES:
+            raise ArchError(f"rules = {rules!r} is not allowed; choose one of {', '.join(RULES)}")
+        self.rules = rules
         self.rng = np.random.default_rng(seed)
         self.choices = _column_choices()
         self._choice_arrays = [np.asarray(c, dtype=np.int64) for c in self.choices]
@@ -385,11 +401,32 @@ class SearchSpace:
         return ArchConfig(row[0], row[1], tuple(stages))
 
     # -- uniform sampling
+    def allowed_encoded(self, enc: np.ndarray) -> np.ndarray:
+        """Boolean mask: which encoded subnets keep this space's rules."""
+        enc = np.atleast_2d(enc)
+        if self.rules == "release":
+            return _release_mask(enc)
+        return np.ones(len(enc), dtype=bool)
+
+    def allows(self, arch: ArchConfig) -> bool:
+        return bool(self.allowed_encoded(self.encode(arch)[None])[0])
+
+    def _uniform_encoded(self, n: int, g: np.random.Generator) -> np.ndarray:
+        cols = [c[g.integers(0, len(c), size=n)] for c in self._choice_arrays]
+        return np.stack(cols, axis=1)
+
     def sample_encoded(self, n: int, rng: RngLike = None) -> np.ndarray:
         """``n`` uniform samples as an (n, len(columns)) int64 array (fast, vectorized)."""
         g = self._rng(rng)
-        cols = [c[g.integers(0, len(c), size=n)] for c in self._choice_arrays]
-        return np.stack(cols, axis=1)
+        if self.rules == "none":
+            return self._uniform_encoded(n, g)
+        out, have = [], 0
+        while have < n:  # rejection keeps the draw uniform over the allowed subnets
+            enc = self._uniform_encoded(max(2 * (n - have), 64), g)
+            enc = enc[self.allowed_encoded(enc)]
+            out.append(enc)
+            have += len(enc)
+        return np.concatenate(out)[:n]
 
     def sample(self, rng: RngLike = None) -> ArchConfig:
         """One subnet, each dimension of each stage drawn uniformly."""
@@ -434,20 +471,31 @@ class SearchSpace:
                         "draws; widen the window")
 
     # -- evolution operators
-    def mutate(self, arch: ArchConfig, prob: float = 0.2, rng: RngLike = None) -> ArchConfig:
-        """Re-draw each dimension uniformly with probability ``prob``; always a valid config."""
+    def mutate(self, arch: ArchConfig, prob: float = 0.2, rng: RngLike = None,
+               tries: int = 100) -> ArchConfig:
+        """Re-draw each dimension uniformly with probability ``prob``; always a valid config
+        (within the space's rules: re-drawn up to ``tries`` times, else ``arch`` itself)."""
         g = self._rng(rng)
-        row = self.encode(arch)
-        flip = g.random(len(row)) < prob
-        for j in np.flatnonzero(flip):
-            row[j] = self.choices[j][g.integers(len(self.choices[j]))]
-        return self.decode(row)
+        for _ in range(tries):
+            row = self.encode(arch)
+            flip = g.random(len(row)) < prob
+            for j in np.flatnonzero(flip):
+                row[j] = self.choices[j][g.integers(len(self.choices[j]))]
+            if self.rules == "none" or self.allowed_encoded(row)[0]:
+                return self.decode(row)
+        return arch
 
-    def crossover(self, a: ArchConfig, b: ArchConfig, rng: RngLike = None) -> ArchConfig:
-        """Uniform crossover: each dimension comes from ``a`` or ``b`` with equal chance."""
+    def crossover(self, a: ArchConfig, b: ArchConfig, rng: RngLike = None,
+                  tries: int = 100) -> ArchConfig:
+        """Uniform crossover: each dimension comes from ``a`` or ``b`` with equal chance
+        (within the space's rules: re-drawn up to ``tries`` times, else ``a``)."""
         g = self._rng(rng)
         ra, rb = self.encode(a), self.encode(b)
-        return self.decode(np.where(g.random(len(ra)) < 0.5, ra, rb))
+        for _ in range(tries):
+            row = np.where(g.random(len(ra)) < 0.5, ra, rb)
+            if self.rules == "none" or self.allowed_encoded(row)[0]:
+                return self.decode(row)
+        return a
 
     def __iter__(self) -> Iterator[StageSpace]:
         return iter(STAGE_SPACES)

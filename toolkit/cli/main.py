@@ -5,6 +5,9 @@
     evit flops NAME_OR_ARCH.json        MFLOPs / params of one subnet (with per-part breakdown)
     evit sample [-n N] [--mflops LO HI] [--seed S]   random subnets as JSON lines
     evit devices [--json]               attached phones (matched to profiles) and known profiles
+    evit import-release CKPT --out supernet.pt   the authors' released supernet as an evit one
+    evit arch NAME_OR_ARCH.json --to-release     a subnet as the release's 10-field list
+    evit arch --from-release LIST_OR_YAML [--name elastic_M] [--out arch.json]
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import json
 import sys
 from pathlib import Path
 
+from toolkit.checkpoint import CheckpointError
 from toolkit.flops import flops, flops_breakdown, params
 from toolkit.space import SPACE, ArchConfig, ArchError, SearchSpace
 from toolkit.zoo import get_model_info, list_models
@@ -124,6 +128,73 @@ def cmd_devices(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import_release(args: argparse.Namespace) -> int:
+    from toolkit.release.checkpoint import import_release
+
+    _, rep = import_release(args.checkpoint, args.out)
+    if args.json:
+        print(json.dumps(dict(rep), indent=1))
+        return 0
+    banks = ", ".join(f"{b['level']:g}: {b['entries']}" for b in rep["banks"]
+                      if b["level"] is not None) or "none"
+    print(f"{rep['source']} (epoch {rep['epoch']}, {rep['num_classes']} classes): "
+          f"{rep['tensors']} tensors mapped and checked; weights for evaluation: {rep['weights']}")
+    print(f"  memory banks (MFLOPs: subnets): {banks}"
+          + (f"; {rep['bank_entries_skipped']} entries skipped ({rep['bank_skip_reasons'][0]})"
+             if rep["bank_entries_skipped"] else ""))
+    if rep["dropped_unused"]:
+        print(f"  {rep['dropped_unused']} shortcut convs dropped (no subnet can use them)")
+    print(f"evit supernet (layout release): {args.out}")
+    return 0
+
+
+def cmd_arch(args: argparse.Namespace) -> int:
+    from toolkit.release.arch import (
+        from_release,
+        release_named_models,
+        release_violations,
+        to_release,
+    )
+
+    if bool(args.arch) == bool(args.from_release):
+        raise ArchError("give a subnet (a named model or arch JSON) with --to-release, or "
+                        "--from-release LIST_OR_YAML")
+    if args.arch:
+        arch = _arch_arg(args.arch)
+        print(json.dumps(to_release(arch) if args.to_release else arch.to_dict()))
+        for v in release_violations(arch):
+            print(f"note: the release's sampler would not draw this subnet: {v}",
+                  file=sys.stderr)
+        return 0
+    src = args.from_release
+    if src.endswith((".yaml", ".yml")):
+        models = release_named_models(src)
+        if args.name:
+            if args.name not in models:
+                raise ArchError(f"{src} has no model {args.name!r}; it has "
+                                f"{', '.join(models)}")
+            models = {args.name: models[args.name]}
+    else:
+        text = Path(src).read_text() if Path(src).is_file() else src
+        try:
+            models = {args.name or "arch": from_release(json.loads(text))}
+        except json.JSONDecodeError as e:
+            raise ArchError(f"--from-release: {src[:80]!r} is neither a YAML file nor a JSON "
+                            f"list ({e.msg})") from None
+    if args.out:
+        if len(models) != 1:
+            raise ArchError(f"--out writes one subnet; {src} has {len(models)}: pick one with "
+                            f"--name ({', '.join(models)})")
+        next(iter(models.values())).save(args.out)
+        print(f"{args.out}")
+        return 0
+    for name, arch in models.items():
+        print(json.dumps({"name": name, "mflops": round(flops(arch), 2),
+                          "arch": arch.to_dict()}) if len(models) > 1 or args.name
+              else arch.to_json())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.ArgumentDefaultsHelpFormatter
     p = argparse.ArgumentParser(prog="evit", description="ElasticViT search space and model zoo.",
@@ -155,6 +226,25 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--no-start-server", action="store_true",
                    help="do not start an adb server if none is running")
     d.set_defaults(func=cmd_devices)
+    i = sub.add_parser("import-release", formatter_class=fmt,
+                       help="read the ElasticViT release's supernet checkpoint into an evit "
+                            "supernet checkpoint (layout release)")
+    i.add_argument("checkpoint", help="the release's checkpoint file (e.g. the authors' "
+                                      "'Supernet Weight' download)")
+    i.add_argument("--out", required=True, help="evit supernet checkpoint to write")
+    i.add_argument("--json", action="store_true", help="print the import report as JSON")
+    i.set_defaults(func=cmd_import_release)
+    a = sub.add_parser("arch", formatter_class=fmt,
+                       help="convert subnets between evit's JSON and the release's arch lists")
+    a.add_argument("arch", nargs="?", help="a named model or an arch JSON file")
+    a.add_argument("--to-release", action="store_true",
+                   help="print ARCH as the release's 10-field list")
+    a.add_argument("--from-release", metavar="LIST_OR_YAML",
+                   help="a release arch list (JSON text or file) or a release YAML with "
+                        "named models (e.g. final_3min_space_eval.yaml)")
+    a.add_argument("--name", help="with a YAML: the model to take (e.g. elastic_M)")
+    a.add_argument("--out", help="write the converted subnet to this arch JSON file")
+    a.set_defaults(func=cmd_arch)
     return p
 
 
@@ -162,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ArchError, KeyError) as e:
+    except (ArchError, KeyError, CheckpointError) as e:
         print(f"evit {args.command}: error: {e.args[0] if e.args else e}", file=sys.stderr)
         return 2
 

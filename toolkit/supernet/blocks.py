@@ -6,7 +6,9 @@ returns the exact tensors the forward uses, keyed like the matching module of
 
 q/k/v layout: one block of rows per role and a per-head V layout (``v[head, 0:16·v_scale]``),
 so a weight row keeps its role whatever width and V scale a subnet samples (the release's fused
-layout re-assigns rows between q, k and v as the width changes).
+layout re-assigns rows between q, k and v as the width changes). ``release=True`` builds a
+stage with the release's parameter shapes and numerics instead (``layout="release"``; its
+attention is :class:`~toolkit.supernet.release.ReleaseElasticAttention`).
 """
 
 from __future__ import annotations
@@ -18,11 +20,13 @@ from torch import nn
 from toolkit.space import HEAD_DIM, HEAD_EXPAND, HEAD_WIDTH, ConvStage, TransformerStage
 from toolkit.supernet.layers import (
     ElasticBatchNorm,
+    ElasticJointLayerNorm,
     ElasticLayerNorm,
     ElasticLinear,
     center_crop_kernel,
     hard_sigmoid,
 )
+from toolkit.supernet.release import ReleaseElasticAttention, release_residual_pool
 from toolkit.supernet.static import attention_core, relative_index, residual_pool
 
 __all__ = ["ElasticMBConv", "ElasticAttention", "ElasticFFN", "ElasticConvStage",
@@ -33,10 +37,11 @@ class ElasticMBConv(nn.Module):
     """MBConv over any (in width ≤ max_in, out width ≤ max_out, expand, kernel)."""
 
     def __init__(self, max_in: int, max_out: int, max_expand: int, max_kernel: int, stride: int,
-                 se: bool, shortcut: bool):
+                 se: bool, shortcut: bool, release: bool = False):
         super().__init__()
         inner = max_in * max_expand
         self.stride, self.has_pw, self.has_se = stride, max_expand != 1, se
+        self.pool = release_residual_pool if release else residual_pool
         if self.has_pw:
             self.pw = nn.Conv2d(max_in, inner, 1, bias=False)
             self.pw_bn = ElasticBatchNorm(inner)
@@ -79,7 +84,7 @@ class ElasticMBConv(nn.Module):
             s = F.conv2d(F.relu(s), w["se.expand.weight"], w["se.expand.bias"])
             h = h * hard_sigmoid(s)
         h = self.pwl_bn(F.conv2d(h, w["pwl.weight"]))
-        r = residual_pool(x) if self.stride == 2 else x
+        r = self.pool(x) if self.stride == 2 else x
         if cin != cout:
             r = F.conv2d(r, w["shortcut.weight"])
         return h + r
@@ -155,9 +160,9 @@ class ElasticAttention(nn.Module):
 
 
 class ElasticFFN(nn.Module):
-    def __init__(self, max_dim: int, max_ratio: int):
+    def __init__(self, max_dim: int, max_ratio: int, release: bool = False):
         super().__init__()
-        self.norm = ElasticLayerNorm(max_dim)
+        self.norm = ElasticJointLayerNorm(max_dim) if release else ElasticLayerNorm(max_dim)
         self.fc1 = ElasticLinear(max_dim, max_dim * max_ratio)
         self.fc2 = ElasticLinear(max_dim * max_ratio, max_dim)
 
@@ -174,11 +179,13 @@ class ElasticFFN(nn.Module):
 
 class ElasticConvStage(nn.Module):
     def __init__(self, max_in: int, max_width: int, max_depth: int, max_expand: int,
-                 max_kernel: int, stride: int, se: bool):
+                 max_kernel: int, stride: int, se: bool, release: bool = False):
         super().__init__()
+        if release:  # the release sizes every block of a stage by the stage's own max width
+            max_in = max_width
         self.blocks = nn.ModuleList(
             ElasticMBConv(max_in if i == 0 else max_width, max_width, max_expand, max_kernel,
-                          stride if i == 0 else 1, se, shortcut=i == 0)
+                          stride if i == 0 else 1, se, shortcut=i == 0, release=release)
             for i in range(max_depth))
 
     def forward(self, x: torch.Tensor, st: ConvStage) -> torch.Tensor:
@@ -196,12 +203,14 @@ class ElasticConvStage(nn.Module):
 
 class ElasticTransformerStage(nn.Module):
     def __init__(self, max_in: int, max_width: int, max_depth: int, max_ratio: int, max_v: int,
-                 max_grid: int, stride: int):
+                 max_grid: int, stride: int, release: bool = False):
         super().__init__()
-        self.reduction = ElasticMBConv(max_in, max_width, 6, 3, stride, se=True, shortcut=True)
-        self.attns = nn.ModuleList(ElasticAttention(max_width, max_v, max_grid)
-                                   for _ in range(max_depth))
-        self.ffns = nn.ModuleList(ElasticFFN(max_width, max_ratio) for _ in range(max_depth))
+        self.reduction = ElasticMBConv(max_width if release else max_in, max_width, 6, 3, stride,
+                                       se=True, shortcut=True, release=release)
+        attn = ReleaseElasticAttention if release else ElasticAttention
+        self.attns = nn.ModuleList(attn(max_width, max_v, max_grid) for _ in range(max_depth))
+        self.ffns = nn.ModuleList(ElasticFFN(max_width, max_ratio, release)
+                                  for _ in range(max_depth))
 
     def forward(self, x: torch.Tensor, st: TransformerStage) -> torch.Tensor:
         x = self.reduction(x, st.width, 6, 3)
@@ -223,10 +232,10 @@ class ElasticTransformerStage(nn.Module):
 class ElasticHead(nn.Module):
     """MBPool head of any input width ≤ max_dim."""
 
-    def __init__(self, max_dim: int, num_classes: int):
+    def __init__(self, max_dim: int, num_classes: int, pre0_bias: bool = False):
         super().__init__()
         hid = HEAD_EXPAND * max_dim
-        self.pre0 = ElasticLinear(max_dim, hid, bias=False)
+        self.pre0 = ElasticLinear(max_dim, hid, bias=pre0_bias)
         self.bn = ElasticBatchNorm(hid)
         self.pre1 = ElasticLinear(hid, HEAD_WIDTH)
         self.classifier = nn.Linear(HEAD_WIDTH, num_classes)

@@ -13,8 +13,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["ElasticBatchNorm", "ElasticLinear", "ElasticLayerNorm", "hard_sigmoid",
-           "center_crop_kernel", "init_weights"]
+__all__ = ["ElasticBatchNorm", "ElasticLinear", "ElasticLayerNorm", "ElasticJointLayerNorm",
+           "JointLayerNorm", "hard_sigmoid", "center_crop_kernel", "init_weights", "LAYOUTS",
+           "check_layout"]
+
+# Weight layouts: evit's own (per-role q/k/v, per-token LayerNorm), and the release's
+# (checkpoint-compatible with the authors' supernet; see toolkit/supernet/release.py).
+LAYOUTS = ("evit", "release")
+
+
+def check_layout(layout: str) -> str:
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout = {layout!r} is not allowed; choose one of "
+                         f"{', '.join(LAYOUTS)}")
+    return layout
 
 
 def hard_sigmoid(x: torch.Tensor) -> torch.Tensor:
@@ -86,6 +98,31 @@ class ElasticLayerNorm(nn.LayerNorm):
 
     def state_for(self, c: int, prefix: str) -> dict[str, torch.Tensor]:
         return {f"{prefix}weight": self.weight[:c], f"{prefix}bias": self.bias[:c]}
+
+
+def _joint_layer_norm(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor,
+                      eps: float) -> torch.Tensor:
+    shape = x.shape[1:]
+    return F.layer_norm(x, shape, w.expand(shape), b.expand(shape), eps)
+
+
+class ElasticJointLayerNorm(nn.LayerNorm):
+    """The release's ``LNSuper``: each sample normalised over tokens x channels jointly (like
+    GroupNorm with one group), then a per-channel affine over the first C features."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c = x.shape[-1]
+        return _joint_layer_norm(x, self.weight[:c], self.bias[:c], self.eps)
+
+    def state_for(self, c: int, prefix: str) -> dict[str, torch.Tensor]:
+        return {f"{prefix}weight": self.weight[:c], f"{prefix}bias": self.bias[:c]}
+
+
+class JointLayerNorm(nn.LayerNorm):
+    """Static form of :class:`ElasticJointLayerNorm` on (B, N, C) tokens."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _joint_layer_norm(x, self.weight, self.bias, self.eps)
 
 
 def init_weights(module: nn.Module) -> None:

@@ -3,7 +3,13 @@
 ``Supernet.forward(x, arch)`` runs subnet ``arch`` with sliced weights; it keeps no state
 about which subnet is "active". ``Supernet.extract(arch)`` returns a plain
 :class:`~toolkit.supernet.static.StaticViT` holding copies of those slices that computes the
-same function (eval mode) and has exactly ``params(arch)`` parameters.
+same function (eval mode) and has exactly ``params(arch, layout=...)`` parameters.
+
+``layout`` picks how the weights are laid out and computed: ``"evit"`` (per-role q/k/v,
+per-token LayerNorm; what evit trains by default) or ``"release"`` (the ElasticViT release's
+own layout and numerics, so the authors' ImageNet supernet loads: ``evit import-release``).
+Every subnet of the space runs in either; they differ in the function a given set of weights
+computes, not in the architectures.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from toolkit.space import (
     ConvStageSpace,
 )
 from toolkit.supernet.blocks import ElasticConvStage, ElasticHead, ElasticTransformerStage
-from toolkit.supernet.layers import ElasticBatchNorm, init_weights
+from toolkit.supernet.layers import ElasticBatchNorm, check_layout, init_weights
 from toolkit.supernet.static import StaticViT
 
 __all__ = ["Supernet"]
@@ -33,9 +39,10 @@ def _max_grids() -> dict[str, int]:
 
 
 class Supernet(nn.Module):
-    def __init__(self, num_classes: int = 1000):
+    def __init__(self, num_classes: int = 1000, layout: str = "evit"):
         super().__init__()
-        self.num_classes = num_classes
+        self.num_classes, self.layout = num_classes, check_layout(layout)
+        release = layout == "release"
         max_grid = _max_grids()
         c0 = max(STEM_WIDTHS)
         self.first_conv = nn.Conv2d(3, c0, 3, 2, 1, bias=False)
@@ -46,14 +53,14 @@ class Supernet(nn.Module):
             w, d = max(sp.widths), max(sp.depths)
             if isinstance(sp, ConvStageSpace):
                 stages.append(ElasticConvStage(cin, w, d, max(sp.expands), max(sp.kernels),
-                                               sp.stride, sp.se))
+                                               sp.stride, sp.se, release))
             else:
                 stages.append(ElasticTransformerStage(cin, w, d, max(sp.mlp_ratios),
                                                       max(sp.v_scales), max_grid[sp.name],
-                                                      sp.stride))
+                                                      sp.stride, release))
             cin = w
         self.stages = nn.ModuleList(stages)
-        self.head = ElasticHead(cin, num_classes)
+        self.head = ElasticHead(cin, num_classes, pre0_bias=release)
         init_weights(self)  # conv/linear/norm; attention tensors initialise themselves
         for m in self.modules():
             if getattr(m, "zero_init_last_bn", False):
@@ -94,8 +101,12 @@ class Supernet(nn.Module):
     @torch.no_grad()
     def extract(self, arch: ArchConfig) -> StaticViT:
         """A standalone static subnet with copies of this supernet's weights for ``arch``."""
-        net = StaticViT(arch, self.num_classes)
+        net = StaticViT(arch, self.num_classes, self.layout)
         state = {k: v.detach().clone() for k, v in self.state_for(arch).items()}
+        for name, m in net.named_modules():  # a stored position index may use any table size
+            key = f"{name}.rel_bias"
+            if key in state and state[key].shape != m.rel_bias.shape:
+                m.resize_position_table(state[key].shape[-1])
         net.load_state_dict(state, strict=True)
         net.to(self.first_conv.weight.device)
         return net.train(self.training)

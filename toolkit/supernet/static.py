@@ -13,6 +13,11 @@ module and loads the supernet's slices into it. Structure (after the official re
   grid, relative position bias, Hardswish before the output projection;
 * MBPool head: per-token linear C→6C, BN, Hardswish, mean over tokens, →1984, Hardswish,
   →classes.
+
+``layout="release"`` is the same network with the release's three numerical differences:
+LayerNorm over tokens x channels jointly, the stride-2 residual pool counting zero padding on
+odd grids, and a bias on the head's first linear. Its attention keeps the relative-position
+index read from the checkpoint (a buffer) instead of recomputing it.
 """
 
 from __future__ import annotations
@@ -23,10 +28,10 @@ from torch import nn
 
 from toolkit.flops import stage_grids
 from toolkit.space import HEAD_DIM, HEAD_EXPAND, HEAD_WIDTH, STAGE_SPACES, ArchConfig, ConvStage
-from toolkit.supernet.layers import hard_sigmoid, init_weights
+from toolkit.supernet.layers import JointLayerNorm, check_layout, hard_sigmoid, init_weights
 
 __all__ = ["StaticViT", "MBConv", "Attention", "FFN", "MBPoolHead", "attention_core",
-           "relative_index", "residual_pool"]
+           "relative_index", "residual_pool", "residual_pool_padded"]
 
 _SCALE = HEAD_DIM ** -0.5
 
@@ -78,6 +83,17 @@ def residual_pool(x: torch.Tensor) -> torch.Tensor:
     return F.conv2d(x, quarter, stride=2, padding=1, groups=c) / count
 
 
+def residual_pool_padded(x: torch.Tensor) -> torch.Tensor:
+    """The release's stride-2 residual: ``avg_pool2d(2, padding=1)`` on odd sides with the zero
+    padding counted (count_include_pad). Written as a depthwise 2x2 conv of 1/4s with zero
+    padding, which XNNPACK runs (``avg_pool2d(padding=1)`` lowers to REDUCE_WINDOW)."""
+    h, w = x.shape[-2:]
+    if h % 2 == 0 and w % 2 == 0:
+        return F.avg_pool2d(x, 2, 2)
+    quarter = torch.full((x.shape[1], 1, 2, 2), 0.25, dtype=x.dtype, device=x.device)
+    return F.conv2d(x, quarter, stride=2, padding=1, groups=x.shape[1])
+
+
 class SqueezeExcite(nn.Module):
     def __init__(self, channels: int):
         super().__init__()
@@ -90,10 +106,12 @@ class SqueezeExcite(nn.Module):
 
 
 class MBConv(nn.Module):
-    def __init__(self, cin: int, cout: int, expand: int, kernel: int, stride: int, se: bool):
+    def __init__(self, cin: int, cout: int, expand: int, kernel: int, stride: int, se: bool,
+                 padded_pool: bool = False):
         super().__init__()
         inner = cin * expand
         self.stride = stride
+        self.pool = residual_pool_padded if padded_pool else residual_pool
         if expand != 1:
             self.pw = nn.Conv2d(cin, inner, 1, bias=False)
             self.pw_bn = nn.BatchNorm2d(inner)
@@ -112,25 +130,38 @@ class MBConv(nn.Module):
         if hasattr(self, "se"):
             h = self.se(h)
         h = self.pwl_bn(self.pwl(h))
-        r = residual_pool(x) if self.stride == 2 else x
+        r = self.pool(x) if self.stride == 2 else x
         if hasattr(self, "shortcut"):
             r = self.shortcut(r)
         return h + r
 
 
 class Attention(nn.Module):
-    """x + Attn(LN(x)) on (B, N, C) tokens of a ``grid x grid`` map."""
+    """x + Attn(LN(x)) on (B, N, C) tokens of a ``grid x grid`` map.
 
-    def __init__(self, dim: int, v_scale: int, grid: int):
+    ``release=True``: joint LayerNorm, and the position bias is a (heads, T) table with a
+    stored (N, N) index into it (a checkpoint's index is kept as it is, never recomputed).
+    """
+
+    def __init__(self, dim: int, v_scale: int, grid: int, release: bool = False):
         super().__init__()
         self.heads, self.vdim, self.grid = dim // HEAD_DIM, HEAD_DIM * v_scale, grid
         hv = self.heads * self.vdim
-        self.norm = nn.LayerNorm(dim)
+        self.norm = JointLayerNorm(dim) if release else nn.LayerNorm(dim)
         self.qkv = nn.Linear(dim, 2 * HEAD_DIM * self.heads + hv, bias=False)
         self.dw_v = nn.Conv2d(hv, hv, 3, 1, 1, groups=hv, bias=False)
         self.proj = nn.Linear(hv, dim)
-        self.rel_bias = nn.Parameter(torch.zeros(self.heads, 2 * grid - 1, 2 * grid - 1))
-        self.register_buffer("rel_index", relative_index(grid), persistent=False)
+        t = 2 * grid - 1
+        if release:
+            self.rel_bias = nn.Parameter(torch.zeros(self.heads, t * t))
+        else:
+            self.rel_bias = nn.Parameter(torch.zeros(self.heads, t, t))
+        self.register_buffer("rel_index", relative_index(grid), persistent=release)
+
+    def resize_position_table(self, entries: int) -> None:
+        """Make room for a table of ``entries`` offsets (a stored index may use more or fewer
+        than the (2g-1)² of a fresh one)."""
+        self.rel_bias = nn.Parameter(torch.zeros(self.heads, entries))
 
     def position_bias(self) -> torch.Tensor:
         if hasattr(self, "pos_bias"):  # frozen for export: a constant, no gather
@@ -151,9 +182,9 @@ class Attention(nn.Module):
 
 
 class FFN(nn.Module):
-    def __init__(self, dim: int, mlp_ratio: int):
+    def __init__(self, dim: int, mlp_ratio: int, release: bool = False):
         super().__init__()
-        self.norm = nn.LayerNorm(dim)
+        self.norm = JointLayerNorm(dim) if release else nn.LayerNorm(dim)
         self.fc1 = nn.Linear(dim, dim * mlp_ratio)
         self.fc2 = nn.Linear(dim * mlp_ratio, dim)
 
@@ -162,11 +193,11 @@ class FFN(nn.Module):
 
 
 class ConvStageModule(nn.Module):
-    def __init__(self, cin: int, st: ConvStage, stride: int, se: bool):
+    def __init__(self, cin: int, st: ConvStage, stride: int, se: bool, release: bool = False):
         super().__init__()
         self.blocks = nn.ModuleList(
             MBConv(cin if i == 0 else st.width, st.width, st.expand, st.kernel,
-                   stride if i == 0 else 1, se) for i in range(st.depth))
+                   stride if i == 0 else 1, se, padded_pool=release) for i in range(st.depth))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for b in self.blocks:
@@ -176,11 +207,12 @@ class ConvStageModule(nn.Module):
 
 class TransformerStageModule(nn.Module):
     def __init__(self, cin: int, width: int, depth: int, mlp_ratio: int, v_scale: int,
-                 stride: int, grid: int):
+                 stride: int, grid: int, release: bool = False):
         super().__init__()
-        self.reduction = MBConv(cin, width, 6, 3, stride, se=True)
-        self.attns = nn.ModuleList(Attention(width, v_scale, grid) for _ in range(depth))
-        self.ffns = nn.ModuleList(FFN(width, mlp_ratio) for _ in range(depth))
+        self.reduction = MBConv(cin, width, 6, 3, stride, se=True, padded_pool=release)
+        self.attns = nn.ModuleList(Attention(width, v_scale, grid, release)
+                                   for _ in range(depth))
+        self.ffns = nn.ModuleList(FFN(width, mlp_ratio, release) for _ in range(depth))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.reduction(x)
@@ -192,10 +224,10 @@ class TransformerStageModule(nn.Module):
 
 
 class MBPoolHead(nn.Module):
-    def __init__(self, dim: int, num_classes: int):
+    def __init__(self, dim: int, num_classes: int, pre0_bias: bool = False):
         super().__init__()
         hid = HEAD_EXPAND * dim
-        self.pre0 = nn.Linear(dim, hid, bias=False)
+        self.pre0 = nn.Linear(dim, hid, bias=pre0_bias)
         self.bn = nn.BatchNorm1d(hid)
         self.pre1 = nn.Linear(hid, HEAD_WIDTH)
         self.classifier = nn.Linear(HEAD_WIDTH, num_classes)
@@ -211,11 +243,12 @@ class StaticViT(nn.Module):
     """One ElasticViT subnet as a plain network. Input: (B, 3, H, W) images, resized (bicubic)
     to ``arch.resolution`` when they are not already that size."""
 
-    def __init__(self, arch: ArchConfig, num_classes: int = 1000):
+    def __init__(self, arch: ArchConfig, num_classes: int = 1000, layout: str = "evit"):
         super().__init__()
         if not isinstance(arch, ArchConfig):
             raise TypeError(f"arch must be an ArchConfig, got {type(arch).__name__}")
-        self.arch, self.num_classes = arch, num_classes
+        self.arch, self.num_classes, self.layout = arch, num_classes, check_layout(layout)
+        release = layout == "release"
         grids = stage_grids(arch.resolution)
         self.first_conv = nn.Conv2d(3, arch.stem_width, 3, 2, 1, bias=False)
         self.first_bn = nn.BatchNorm2d(arch.stem_width)
@@ -223,13 +256,14 @@ class StaticViT(nn.Module):
         cin = arch.stem_width
         for sp, st in zip(STAGE_SPACES, arch.stages):
             if sp.kind == "conv":
-                stages.append(ConvStageModule(cin, st, sp.stride, sp.se))
+                stages.append(ConvStageModule(cin, st, sp.stride, sp.se, release))
             else:
                 stages.append(TransformerStageModule(cin, st.width, st.depth, st.mlp_ratio,
-                                                     st.v_scale, sp.stride, grids[sp.name]))
+                                                     st.v_scale, sp.stride, grids[sp.name],
+                                                     release))
             cin = st.width
         self.stages = nn.ModuleList(stages)
-        self.head = MBPoolHead(cin, num_classes)
+        self.head = MBPoolHead(cin, num_classes, pre0_bias=release)
         init_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
