@@ -23,7 +23,8 @@ from typing import Any
 
 import torch
 
-__all__ = ["CheckpointError", "atomic_save", "save_supernet", "load_checkpoint", "load_supernet"]
+__all__ = ["CheckpointError", "atomic_save", "save_supernet", "load_checkpoint", "load_supernet",
+           "supernet_from_checkpoint", "checkpoint_header"]
 
 FORMAT = "evit-supernet"
 VERSION = 2  # the newest version this evit reads
@@ -86,9 +87,15 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 def load_supernet(path: str | Path, use_ema: bool = True,
                   map_location: str | torch.device = "cpu"):
     """A :class:`~toolkit.supernet.Supernet` with the checkpoint's weights (EMA ones if present)."""
+    ckpt = load_checkpoint(path, map_location)
+    return supernet_from_checkpoint(ckpt, path, use_ema).to(map_location)
+
+
+def supernet_from_checkpoint(ckpt: dict[str, Any], path: str | Path = "checkpoint",
+                             use_ema: bool = True):
+    """The supernet of an already loaded (and checked) checkpoint dict."""
     from toolkit.supernet import Supernet
 
-    ckpt = load_checkpoint(path, map_location)
     layout = ckpt.get("layout", "evit")
     if layout not in ("evit", "release"):
         raise CheckpointError(f"{str(path)!r} has layout {layout!r}; this evit knows evit and "
@@ -106,4 +113,4 @@ def load_supernet(path: str | Path, use_ema: bool = True,
                               f"(layout {layout}): "
                               f"{len(bad)} missing tensors (e.g. {bad[:3]}), {len(unexpected)} "
                               f"unexpected (e.g. {list(unexpected)[:3]})")
-    return model.to(map_location)
+    return model

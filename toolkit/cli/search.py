@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--measure", action="store_true",
                    help="run the exported best subnets on --device and compare with the predictor")
     p.add_argument("--benchmark-binary", help="benchmark_model for --measure on a phone")
+    p.add_argument("--any-subnet", action="store_true",
+                   help="with a release-layout supernet: search the whole space, not only the "
+                        "subnets the release's sampler could have trained")
     return p
 
 
@@ -84,7 +87,8 @@ def _plot(rows: list[dict], bests: list[dict], unit: str, path: Path) -> None:
 def run(args) -> dict:
     import torch
 
-    from toolkit.checkpoint import CheckpointError, load_checkpoint, load_supernet
+    from toolkit.checkpoint import CheckpointError, load_checkpoint, supernet_from_checkpoint
+    from toolkit.space import SearchSpace
     from toolkit.flops import flops, params
     from toolkit.search.accuracy import AccuracyEvaluator
 
@@ -127,10 +131,24 @@ def run(args) -> dict:
             "digits, about 10 minutes on 2 CPU cores; writes runs/train/supernet.pt) or pass "
             "--supernet PATH")
     try:
-        ckpt_cfg = load_checkpoint(ckpt_path).get("config", {}) or {}
-        net = load_supernet(ckpt_path)
+        ckpt = load_checkpoint(ckpt_path)
+        ckpt_cfg = ckpt.get("config", {}) or {}
+        net = supernet_from_checkpoint(ckpt, ckpt_path)
     except CheckpointError as e:
         raise SearchError(str(e)) from e
+    del ckpt
+    # a release-layout supernet (e.g. the authors' weights) was trained on the subnets its
+    # sampler draws: search keeps to them unless --any-subnet
+    space = SearchSpace(cfg.seed, rules="release" if net.layout == "release"
+                        and not args.any_subnet else "none")
+    if space.rules != "none":
+        print("search keeps to the subnets the release's sampler could have trained "
+              "(--any-subnet lifts this)", file=sys.stderr)
+    if args.data is None and not ckpt_cfg.get("data") and net.num_classes != 10:
+        raise SearchError(f"{ckpt_path} records no training data and has {net.num_classes} "
+                          "classes (the default data, the embedded digits, has 10); pass --data "
+                          "with its data set (e.g. --data /data/imagenet for the authors' "
+                          "ImageNet supernet)")
     data = args.data if args.data is not None else ckpt_cfg.get("data")
     torch.manual_seed(args.seed)
     evaluator = AccuracyEvaluator.from_datasets(
@@ -143,11 +161,13 @@ def run(args) -> dict:
     for b in budgets:
         state = out / f"state_{cost.kind}_{b:g}.json"
         r = search(b, cost, evaluator.evaluate, cfg, state_path=state, save=rank == 0,
-                   progress=lambda m: rank == 0 and print(m, file=sys.stderr, flush=True))
+                   progress=lambda m: rank == 0 and print(m, file=sys.stderr, flush=True),
+                   space=space)
         arch = r["arch"]
         best = {"budget": b, "unit": cost.unit, "device": args.device if args.latency_ms else None,
                 "cost": r["cost"], "accuracy": r["accuracy"],
-                "mflops": flops(arch, net.num_classes), "params": params(arch, net.num_classes),
+                "mflops": flops(arch, net.num_classes),
+                "params": params(arch, net.num_classes, net.layout), "rules": space.rules,
                 "evaluated": len(r["evaluated"]), "arch": arch.to_dict(),
                 "supernet": str(ckpt_path)}
         if args.latency_ms:

@@ -37,6 +37,10 @@ HELP = {
     "eval_every": "evaluate the HSS and one subnet per level every N steps (0: only at the end)",
     "ckpt_every": "write last.pt every N steps",
     "device": "auto | cpu | cuda",
+    "layout": "supernet weight layout: evit | release (the release's, so the authors' "
+              "checkpoint loads) (default: the --init-from checkpoint's, else evit)",
+    "init_from": "start from this supernet checkpoint's EMA weights, e.g. `evit import-release`'s "
+                 "output, to fine-tune on your data (a classifier of another size starts anew)",
 }
 
 

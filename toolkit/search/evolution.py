@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from toolkit.space import SPACE, ArchConfig
+from toolkit.space import SPACE, ArchConfig, SearchSpace
 
 
 class SearchError(ValueError):
@@ -70,27 +70,28 @@ class Cost:
     def of(self, arch: ArchConfig) -> float:
         return float(self(SPACE.encode(arch)[None])[0])
 
-    def cheapest(self, seed: int = 0, n: int = 20000) -> tuple[float, ArchConfig]:
+    def cheapest(self, seed: int = 0, n: int = 20000,
+                 space: SearchSpace = SPACE) -> tuple[float, ArchConfig]:
         """The lowest cost found: the space's min subnet and n random subnets."""
         rng = np.random.default_rng(seed)
-        enc = np.concatenate([SPACE.encode(SPACE.min())[None], SPACE.sample_encoded(n, rng)])
+        enc = np.concatenate([space.encode(space.min())[None], space.sample_encoded(n, rng)])
         c = self(enc)
         i = int(np.argmin(c))
-        return float(c[i]), SPACE.decode(enc[i])
+        return float(c[i]), space.decode(enc[i])
 
 
-def _feasible_samples(cost: Cost, lo: float, hi: float, n: int, rng, max_draws: int
-                      ) -> list[ArchConfig]:
+def _feasible_samples(cost: Cost, lo: float, hi: float, n: int, rng, max_draws: int,
+                      space: SearchSpace = SPACE) -> list[ArchConfig]:
     out, seen, draws = [], set(), 0
     while len(out) < n and draws < max_draws:
-        enc = SPACE.sample_encoded(4096, rng)
+        enc = space.sample_encoded(4096, rng)
         draws += len(enc)
         c = cost(enc)
         for row in enc[(c >= lo) & (c <= hi)]:
             key = row.tobytes()
             if key not in seen:
                 seen.add(key)
-                out.append(SPACE.decode(row))
+                out.append(space.decode(row))
                 if len(out) == n:
                     break
     return out
@@ -98,17 +99,19 @@ def _feasible_samples(cost: Cost, lo: float, hi: float, n: int, rng, max_draws: 
 
 def search(budget: float, cost: Cost, fitness: Callable[[Sequence[ArchConfig]], list[float]],
            cfg: SearchConfig | None = None, state_path: str | Path | None = None,
-           progress: Callable[[str], None] = lambda s: None, save: bool = True) -> dict:
-    """Best subnet with cost <= budget (and >= lower_frac * budget when such subnets exist)."""
+           progress: Callable[[str], None] = lambda s: None, save: bool = True,
+           space: SearchSpace = SPACE) -> dict:
+    """Best subnet with cost <= budget (and >= lower_frac * budget when such subnets exist),
+    drawn, mutated and crossed within ``space`` (and its rules)."""
     cfg = cfg or SearchConfig()
     cfg.validate()
-    fastest, cheapest_arch = cost.cheapest(cfg.seed)
+    fastest, cheapest_arch = cost.cheapest(cfg.seed, space=space)
     if budget < fastest:
         raise SearchError(
             f"budget {budget:g} {cost.unit} is infeasible: the cheapest subnet found costs "
             f"{fastest:.2f} {cost.unit}; raise the budget to at least that")
     hi, lo = budget, max(cfg.lower_frac * budget, fastest)
-    state = _load_state(state_path, budget, cost, cfg)
+    state = _load_state(state_path, budget, cost, cfg, space)
     write_to = state_path if save else None  # under torchrun only rank 0 writes
     scores: dict[str, float] = state["scores"]
 
@@ -121,17 +124,19 @@ def search(budget: float, cost: Cost, fitness: Callable[[Sequence[ArchConfig]], 
 
     if state["population"] is None:
         rng = np.random.default_rng((cfg.seed, 0))
-        pop = _feasible_samples(cost, lo, hi, cfg.population, rng, 4096 * cfg.max_retries)
+        pop = _feasible_samples(cost, lo, hi, cfg.population, rng, 4096 * cfg.max_retries,
+                                space)
         if not pop:  # nothing in [lo, hi]: drop the lower bound
             progress(f"no subnet found in [{lo:.2f}, {hi:.2f}] {cost.unit}; searching below")
             lo = fastest
-            pop = _feasible_samples(cost, lo, hi, cfg.population, rng, 4096 * cfg.max_retries)
+            pop = _feasible_samples(cost, lo, hi, cfg.population, rng, 4096 * cfg.max_retries,
+                                    space)
         if not pop:  # tight budgets: random subnets are too slow; grow from the cheapest one
             pop, seen = [cheapest_arch], {cheapest_arch.to_json()}
             for _ in range(cfg.max_retries * cfg.population):
                 if len(pop) >= cfg.population:
                     break
-                child = SPACE.mutate(pop[int(rng.integers(len(pop)))], cfg.mutation_prob, rng)
+                child = space.mutate(pop[int(rng.integers(len(pop)))], cfg.mutation_prob, rng)
                 if child.to_json() not in seen and lo <= cost.of(child) <= hi:
                     seen.add(child.to_json())
                     pop.append(child)
@@ -149,11 +154,11 @@ def search(budget: float, cost: Cost, fitness: Callable[[Sequence[ArchConfig]], 
 
         for _ in range(cfg.mutations):
             p = parents[int(rng.integers(len(parents)))]
-            _admit(lambda p=p, g=rng: SPACE.mutate(p, cfg.mutation_prob, g), cost, lo, hi,
+            _admit(lambda p=p, g=rng: space.mutate(p, cfg.mutation_prob, g), cost, lo, hi,
                    seen, children, cfg.max_retries)
         for _ in range(cfg.crossovers):
             a, b = (parents[int(i)] for i in rng.integers(len(parents), size=2))
-            _admit(lambda a=a, b=b, g=rng: SPACE.crossover(a, b, g), cost, lo, hi, seen,
+            _admit(lambda a=a, b=b, g=rng: space.crossover(a, b, g), cost, lo, hi, seen,
                    children, cfg.max_retries)
         evaluate(children)
         state["population"] = [a.to_json() for a in parents + children]
@@ -180,13 +185,16 @@ def _admit(make: Callable[[], ArchConfig], cost: Cost, lo: float, hi: float, see
             return
 
 
-def _key(budget: float, cost: Cost, cfg: SearchConfig) -> dict:
+def _key(budget: float, cost: Cost, cfg: SearchConfig, space: SearchSpace = SPACE) -> dict:
     dev = getattr(cost.predictor, "device", None)
-    return {"budget": budget, "cost": cost.kind, "device": dev, "config": asdict(cfg)}
+    key = {"budget": budget, "cost": cost.kind, "device": dev, "config": asdict(cfg)}
+    if space.rules != "none":  # older state files (no rules) still resume
+        key["rules"] = space.rules
+    return key
 
 
-def _load_state(path, budget, cost, cfg) -> dict:
-    key = _key(budget, cost, cfg)
+def _load_state(path, budget, cost, cfg, space: SearchSpace = SPACE) -> dict:
+    key = _key(budget, cost, cfg, space)
     if path is not None and Path(path).is_file():
         st = json.loads(Path(path).read_text())
         if st.get("key") != key:

@@ -25,6 +25,8 @@ class TrainConfig:
     data: str | None = None  # ImageNet-layout folder; None = embedded digits
     out: str = "runs/train"
     sampler: str = "conflict-aware"
+    layout: str | None = None  # evit | release; None: the --init-from checkpoint's, else evit
+    init_from: str | None = None  # start from this supernet checkpoint's (EMA) weights
     levels: tuple[float, ...] | None = None  # MFLOPs; digits: 100-500, else the paper's 8
     level_window: float = 20.0
     steps: int | None = None  # total optimizer steps; else epochs x steps per epoch
@@ -92,6 +94,11 @@ class TrainConfig:
                       "need -1 <= alpha_min <= alpha_max <= 1")
         if self.teacher and ":" not in self.teacher:
             raise bad("teacher", self.teacher, "use path/to/module.py:factory_function")
+        if self.layout is not None and self.layout not in ("evit", "release"):
+            raise bad("layout", self.layout, "choose evit or release")
+        if self.init_from is not None and not Path(self.init_from).is_file():
+            raise bad("init_from", self.init_from, "give an existing supernet checkpoint (e.g. "
+                      "one written by `evit import-release` or evit-train)")
         if self.device not in ("auto", "cpu", "cuda"):
             raise bad("device", self.device, "choose auto, cpu or cuda")
 

@@ -262,9 +262,9 @@ class ConflictAwareSampler(ComplexitySampler):
 def make_sampler(name: str, seed: int = 0, levels: tuple[float, ...] = LEVELS,
                  window: float = 20.0, **kwargs: Any):
     if name == "sandwich":
-        return SandwichSampler(seed)
+        return SandwichSampler(seed, space=kwargs.get("space", SPACE))
     if name == "complexity":
-        return ComplexitySampler(seed, levels, window)
+        return ComplexitySampler(seed, levels, window, space=kwargs.get("space", SPACE))
     if name == "conflict-aware":
         return ConflictAwareSampler(seed, levels, window, **kwargs)
     raise ValueError(f"sampler = {name!r} is not known; choose one of {', '.join(SAMPLERS)}")

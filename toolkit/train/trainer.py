@@ -33,9 +33,15 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from toolkit.checkpoint import CheckpointError, atomic_save, load_checkpoint
+from toolkit.checkpoint import (
+    CheckpointError,
+    atomic_save,
+    checkpoint_header,
+    load_checkpoint,
+    supernet_from_checkpoint,
+)
 from toolkit.flops import flops
-from toolkit.space import SPACE, ArchConfig
+from toolkit.space import SPACE, ArchConfig, SearchSpace
 from toolkit.supernet import Supernet
 from toolkit.train.config import TrainConfig
 from toolkit.train.data import BatchStream, build_datasets, mixup_cutmix
@@ -265,13 +271,28 @@ def train(cfg: TrainConfig, resume: bool | str = False, progress: bool = True) -
         out.mkdir(parents=True, exist_ok=True)
 
     torch.manual_seed(cfg.seed)
-    model = Supernet(num_classes=data.num_classes).to(device)
+    init = None
+    if cfg.init_from and not resume:
+        init = load_checkpoint(cfg.init_from)
+        if cfg.layout is not None and cfg.layout != init.get("layout", "evit"):
+            raise CheckpointError(f"--init-from {cfg.init_from} has layout "
+                                  f"{init.get('layout', 'evit')!r}, this run asks for "
+                                  f"--layout {cfg.layout}; drop --layout or make them agree")
+    if cfg.layout is None:
+        cfg.layout = init.get("layout", "evit") if init is not None else "evit"
+    model = Supernet(num_classes=data.num_classes, layout=cfg.layout)
+    if init is not None:
+        _start_from(model, init, cfg.init_from)
+        del init
+    model = model.to(device)
     opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr)
     ema = EMA(model, cfg.ema_decay)
     extra = {} if cfg.sampler != "conflict-aware" else dict(
         bank_small=cfg.bank_small, bank_big=cfg.bank_big, bank_big_from=cfg.bank_big_from,
         q_start=cfg.q_start, q_increment=cfg.q_increment, q_stages=cfg.q_stages,
         candidates=cfg.pref_candidates)
+    if cfg.layout == "release":  # the subnets the release's sampler draws (its channel rules)
+        extra["space"] = SearchSpace(cfg.seed, rules="release")
     sampler = make_sampler(cfg.sampler, cfg.seed, cfg.levels, cfg.level_window, **extra)
     teacher = load_teacher(cfg.teacher, cfg.teacher_weights, data.num_classes).to(device) \
         if cfg.teacher else None
@@ -285,7 +306,7 @@ def train(cfg: TrainConfig, resume: bool | str = False, progress: bool = True) -
             raise CheckpointError(f"{str(rpath)!r} holds weights only, no training state; "
                                   "it cannot be resumed")
         saved = ck.get("config", {})
-        for key in ("sampler", "levels", "batch_size", "steps", "seed", "data"):
+        for key in ("sampler", "levels", "batch_size", "steps", "seed", "data", "layout"):
             old = saved.get(key)
             new = cfg.to_dict()[key]
             if old is not None and old != new:
@@ -425,6 +446,20 @@ def train(cfg: TrainConfig, resume: bool | str = False, progress: bool = True) -
                        summary["train_images_per_second"])
 
 
+def _start_from(model: Supernet, ckpt: dict, path: str) -> None:
+    """Load ``ckpt``'s (EMA) weights into ``model`` for fine-tuning; a classifier for another
+    number of classes is left fresh (the usual transfer to one's own data)."""
+    n = int(ckpt.get("num_classes", 1000))
+    src = supernet_from_checkpoint({**ckpt, "num_classes": n}, path).state_dict()
+    own = model.state_dict()
+    keep = {k: v for k, v in src.items() if not (k.startswith("head.classifier.")
+                                                 and v.shape != own[k].shape)}
+    model.load_state_dict(keep, strict=False)
+    if len(keep) < len(src):
+        print(f"init from {path}: {n} classes there, {model.num_classes} here: the classifier "
+              "starts fresh, every other weight is the checkpoint's", file=sys.stderr)
+
+
 def _take(stream: BatchStream, n: int, start: int):
     it = stream.iterate(start)
     return [next(it) for _ in range(min(n, stream.steps_per_epoch))]
@@ -432,8 +467,7 @@ def _take(stream: BatchStream, n: int, start: int):
 
 def _save(path: Path, model, ema, opt, sampler, step: int, cfg: TrainConfig,
           num_classes: int) -> None:
-    atomic_save({"format": "evit-supernet", "version": 1, "num_classes": num_classes,
-                 "model": model.state_dict(), "ema": ema.state_dict(),
+    atomic_save({**checkpoint_header(model.layout, num_classes), "model": model.state_dict(), "ema": ema.state_dict(),
                  "ema_updates": ema.updates, "optimizer": opt.state_dict(),
                  "sampler": sampler.state_dict(), "step": step, "config": cfg.to_dict()}, path)
 
