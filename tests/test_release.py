@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import release_oracle as ro
 import torch
 
-import release_oracle as ro
 from toolkit.checkpoint import CheckpointError, load_supernet
 from toolkit.cli.main import main as evit_main
 from toolkit.flops import flops

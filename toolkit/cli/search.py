@@ -88,9 +88,9 @@ def run(args) -> dict:
     import torch
 
     from toolkit.checkpoint import CheckpointError, load_checkpoint, supernet_from_checkpoint
-    from toolkit.space import SearchSpace
     from toolkit.flops import flops, params
     from toolkit.search.accuracy import AccuracyEvaluator
+    from toolkit.space import SearchSpace
 
     cfg = SearchConfig(args.population, args.generations, args.parents, args.mutations,
                        args.crossovers, args.mutation_prob, args.lower_frac, args.max_retries,

@@ -467,8 +467,8 @@ def _take(stream: BatchStream, n: int, start: int):
 
 def _save(path: Path, model, ema, opt, sampler, step: int, cfg: TrainConfig,
           num_classes: int) -> None:
-    atomic_save({**checkpoint_header(model.layout, num_classes), "model": model.state_dict(), "ema": ema.state_dict(),
-                 "ema_updates": ema.updates, "optimizer": opt.state_dict(),
+    atomic_save({**checkpoint_header(model.layout, num_classes), "model": model.state_dict(),
+                 "ema": ema.state_dict(), "ema_updates": ema.updates, "optimizer": opt.state_dict(),
                  "sampler": sampler.state_dict(), "step": step, "config": cfg.to_dict()}, path)
 
 
