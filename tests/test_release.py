@@ -300,11 +300,11 @@ def test_imported_subnet_exports_to_tflite_with_parity_against_the_supernet(orac
     from toolkit.export import export_subnet
 
     net = oracle["net"]
-    arch = release_named_models(EVAL_YAML)["elastic_T1"]
-    x = torch.nn.functional.interpolate(oracle["x"], size=128, mode="bicubic")
-    res = export_subnet(net.extract(arch).eval(), tmp_path / "t1.tflite", "tflite", "fp32", x)
+    arch = release_named_models(EVAL_YAML)["elastic_T2"]  # res 160: T4's input grid is 5x5,
+    x = torch.nn.functional.interpolate(oracle["x"], size=160, mode="bicubic")  # odd: padded pool
+    res = export_subnet(net.extract(arch).eval(), tmp_path / "t2.tflite", "tflite", "fp32", x)
     assert res.meta["graph"]["fully_xnnpack"]
-    tfl = TFLiteRunner(tmp_path / "t1.tflite")
+    tfl = TFLiteRunner(tmp_path / "t2.tflite")
     with torch.no_grad():
         ref = net(x, arch).numpy()
     got = np.concatenate([tfl(x[i:i + 1].numpy()) for i in range(len(x))])
@@ -315,11 +315,13 @@ def test_search_finetune_and_export_on_an_imported_checkpoint(imported10, tmp_pa
     out = _cli("toolkit.cli.search", "--mflops", "150", "--supernet", str(imported10),
                "--population", "6", "--parents", "3", "--mutations", "2", "--crossovers", "2",
                "--generations", "1", "--calib-images", "32", "--search-images", "64", "--out",
-               str(tmp_path / "search"), cwd=tmp_path)
+               str(tmp_path / "search"), "--export", "tflite", cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "release's sampler" in out.stderr
     best = json.loads((tmp_path / "search" / "best_mflops_150.json").read_text())
     assert best["rules"] == "release"
+    side = json.loads((tmp_path / "search" / "best_mflops_150.tflite.json").read_text())
+    assert side["parity"]["max_abs_error"] <= 1e-4 and side["graph"]["fully_xnnpack"]
     from toolkit.space import ArchConfig
 
     assert release_violations(ArchConfig.from_dict(best["arch"])) == []

@@ -112,11 +112,13 @@ def export_subnet(net: StaticViT, out: str | Path, fmt: str = "tflite",
     if parity_inputs is None:
         parity_inputs = torch.randn(8, 3, r, r, generator=torch.Generator().manual_seed(0))
     parity = check_parity(net.eval(), out, parity_inputs)
-    fp32_weight_bytes = 4 * params(arch, net.num_classes)
+    layout = getattr(net, "layout", "evit")
+    fp32_weight_bytes = 4 * params(arch, net.num_classes, layout)
     meta: dict[str, Any] = {
         "format": fmt, "precision": precision, "arch": arch.to_dict(),
         "mflops": round(flops(arch, net.num_classes), 3),
-        "params": params(arch, net.num_classes), "num_classes": net.num_classes,
+        "params": params(arch, net.num_classes, layout), "num_classes": net.num_classes,
+        "layout": layout,
         "input": {"shape": [1, 3, r, r], "layout": "NCHW", "dtype": "float32",
                   **(normalization or {})},
         "output": {"shape": [1, net.num_classes], "meaning": "logits"},

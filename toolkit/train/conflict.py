@@ -53,7 +53,7 @@ def used_mask(model: Supernet, arch: ArchConfig) -> torch.Tensor:
             p.data = torch.arange(o, o + p.numel(), dtype=torch.float64).view(p.shape)
         mask = torch.zeros(total, dtype=torch.bool)
         for k, v in model.state_for(arch).items():
-            if "running_" in k or "num_batches" in k:
+            if "running_" in k or "num_batches" in k or k.endswith("rel_index"):
                 continue
             mask[v.detach().reshape(-1).long()] = True
     finally:

@@ -99,12 +99,13 @@ def adaptive_clip_grad(params, clip: float, eps: float = 1e-3) -> None:
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """No weight decay on the CNN parts (first conv and every MBConv, as the release) nor on
-    1-D tensors (biases, norms)."""
+    """No weight decay on the CNN parts (first conv and every MBConv, as the release), on
+    the position-bias tables (the release's ``no_weight_decay``) nor on 1-D tensors (biases,
+    norms)."""
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         conv_part = name.startswith("first_") or ".blocks." in name or ".reduction." in name
-        (no_decay if conv_part or p.ndim <= 1 else decay).append(p)
+        (no_decay if conv_part or p.ndim <= 1 or "rel_bias" in name else decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay},
             {"params": no_decay, "weight_decay": 0.0}]
 
