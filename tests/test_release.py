@@ -19,7 +19,7 @@ import pytest
 import release_oracle as ro
 import torch
 
-from toolkit.checkpoint import CheckpointError, load_supernet
+from toolkit.checkpoint import CheckpointError, checkpoint_banks, load_supernet
 from toolkit.cli.main import main as evit_main
 from toolkit.flops import flops
 from toolkit.release.arch import (
@@ -144,6 +144,10 @@ def test_import_report_banks_and_weights_slot(oracle):
     first = raw["bank"][0][0]
     assert ck["banks"][0]["archs"][0] == from_release(list(first[0])).to_dict()
     assert ck["banks"][0]["scores"][0] == pytest.approx(first[1])
+    banks = checkpoint_banks(ck)  # what search reads
+    assert [b["level"] for b in banks] == [b["level"] for b in rep["banks"]]
+    assert from_release(list(first[0])) in banks[0]["archs"]
+    assert banks[0]["scores"] == sorted(banks[0]["scores"], reverse=True)
     # the evit checkpoint keeps both slots; evaluation (load_supernet) reads the EMA one
     assert not torch.equal(ck["model"]["head.classifier.weight"],
                            ck["ema"]["head.classifier.weight"])
@@ -190,6 +194,20 @@ def test_import_refuses_bad_files_with_what_is_wrong(oracle, tmp_path):
                  "relative_position_index: index values", "unexpected", "extra.weight"):
         assert part in msg
     assert not (tmp_path / "out.pt").exists()
+
+
+def test_banks_holding_numpy_numbers_import(oracle, tmp_path):
+    """Subnets drawn from the release's pickled FLOPs tables can carry numpy ints: such a
+    file still loads with weights_only (numpy scalars only), and its banks convert."""
+    raw = torch.load(oracle["src"], weights_only=True)
+    raw["bank"] = [[[[np.int64(a[0]), *[[np.int64(v) for v in f] for f in a[1:]]],
+                     np.float64(score)] for a, score in bank] for bank in raw["bank"]]
+    raw["epoch"] = np.int64(599)
+    path = tmp_path / "numpy_bank.pth"
+    torch.save(raw, path)
+    _, rep = import_release(path)
+    assert rep["epoch"] == 599 and rep["bank_entries_skipped"] == 0
+    assert sum(b["entries"] for b in rep["banks"]) == 24
 
 
 def argparse_namespace():

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 __all__ = ["CheckpointError", "atomic_save", "save_supernet", "load_checkpoint", "load_supernet",
-           "supernet_from_checkpoint", "checkpoint_header"]
+           "supernet_from_checkpoint", "checkpoint_header", "checkpoint_banks"]
 
 FORMAT = "evit-supernet"
 VERSION = 2  # the newest version this evit reads
@@ -114,3 +114,31 @@ def supernet_from_checkpoint(ckpt: dict[str, Any], path: str | Path = "checkpoin
                               f"{len(bad)} missing tensors (e.g. {bad[:3]}), {len(unexpected)} "
                               f"unexpected (e.g. {list(unexpected)[:3]})")
     return model
+
+
+def checkpoint_banks(ckpt: dict[str, Any]) -> list[dict[str, Any]]:
+    """The memory banks a checkpoint holds, best first in each: ``[{"level": MFLOPs,
+    "archs": [ArchConfig], "scores": [float]}]`` from an imported release checkpoint
+    (``banks``) or an evit-trained conflict-aware one (its sampler state); [] if none.
+    Entries that are not valid subnets are skipped (the file is untrusted input)."""
+    from toolkit.space import ArchConfig, ArchError
+
+    raw = ckpt.get("banks")
+    if raw is None:
+        sampler = ckpt.get("sampler") or {}
+        levels = sampler.get("levels") or []
+        raw = [{"level": lv, **b} for lv, b in zip(levels, sampler.get("banks") or [])]
+    out = []
+    for b in raw if isinstance(raw, list) else []:
+        if not isinstance(b, dict):
+            continue
+        pairs = []
+        for a, sc in zip(b.get("archs") or [], b.get("scores") or []):
+            try:
+                pairs.append((float(sc), ArchConfig.from_dict(a)))
+            except (ArchError, TypeError, ValueError):
+                continue
+        pairs.sort(key=lambda p: -p[0])
+        out.append({"level": b.get("level"), "archs": [a for _, a in pairs],
+                    "scores": [s for s, _ in pairs]})
+    return out

@@ -20,6 +20,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from toolkit.checkpoint import CheckpointError, atomic_save
@@ -79,6 +80,25 @@ def release_key(key: str) -> str:
     if a.group(1) == "attns":
         return f"{outer}.layers.{2 * j}.{_ATTN[tail]}"
     return f"{outer}.layers.{2 * j + 1}.{tail.replace('norm.', 'norm1.')}"
+
+
+def _numpy_scalar_globals() -> list:
+    """numpy scalars and dtypes, the one kind of non-tensor object a release checkpoint may
+    hold (subnets drawn from the release's pickled FLOPs tables can carry numpy ints). They
+    rebuild a number from bytes and call nothing else; the numpy 1.x path is named too."""
+    scalar = np._core.multiarray.scalar
+    return [(scalar, "numpy._core.multiarray.scalar"), (scalar, "numpy.core.multiarray.scalar"),
+            np.dtype, *(getattr(np.dtypes, n) for n in (
+                "Int64DType", "Int32DType", "Int16DType", "Int8DType", "UInt8DType",
+                "Float64DType", "Float32DType", "Float16DType", "BoolDType"))]
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, (list, tuple)):
+        return [_plain(e) for e in v]
+    return v
 
 
 class ImportReport(dict):
@@ -167,7 +187,7 @@ def _banks(raw: Any, num_classes: int) -> tuple[list[dict[str, Any]], int, list[
         archs, scores = [], []
         for item in bank if isinstance(bank, (list, tuple)) else []:
             try:
-                arch_raw, score = item
+                arch_raw, score = _plain(item)
                 arch = from_release(list(arch_raw))
                 score = float(score)
                 if not math.isfinite(score):
@@ -204,7 +224,8 @@ def import_release(src: str | Path, out: str | Path | None = None,
         raise CheckpointError(f"--out {str(out)!r} is the release checkpoint itself; write "
                               "the evit checkpoint to another file")
     try:
-        ck = torch.load(p, map_location=map_location, weights_only=True)
+        with torch.serialization.safe_globals(_numpy_scalar_globals()):
+            ck = torch.load(p, map_location=map_location, weights_only=True)
     except Exception as e:  # truncated, corrupt, or holding objects beyond tensors/builtins
         raise CheckpointError(
             f"{str(p)!r} cannot be read as a release checkpoint ({type(e).__name__}: "
@@ -236,10 +257,11 @@ def import_release(src: str | Path, out: str | Path | None = None,
     for k, v in (ck.get("extras") if isinstance(ck.get("extras"), dict) else {}).items():
         if isinstance(v, torch.Tensor) and v.numel() == 1:
             v = v.item()
+        v = _plain(v)
         if isinstance(v, (int, float, str, bool)):
             extras[str(k)] = v
     report = ImportReport(
-        source=str(p), source_sha256=sha256_file(p), epoch=ck.get("epoch"),
+        source=str(p), source_sha256=sha256_file(p), epoch=_plain(ck.get("epoch")),
         num_classes=num_classes, ema=("model_ema" in mapped),
         weights="model_ema (the release evaluates these)" if "model_ema" in mapped
         else "state_dict (the file has no EMA weights)",
