@@ -313,8 +313,8 @@ def _cli(*args: str, cwd: Path, timeout: int = 900) -> subprocess.CompletedProce
                           text=True, timeout=timeout)
 
 
-def test_imported_subnet_exports_to_tflite_with_parity_against_the_supernet(oracle, tmp_path):
-    from converters.runtime import TFLiteRunner
+def test_imported_subnet_exports_with_parity_against_the_supernet(oracle, tmp_path):
+    from converters.runtime import OnnxRunner, TFLiteRunner
     from toolkit.export import export_subnet
 
     net = oracle["net"]
@@ -326,6 +326,11 @@ def test_imported_subnet_exports_to_tflite_with_parity_against_the_supernet(orac
     with torch.no_grad():
         ref = net(x, arch).numpy()
     got = np.concatenate([tfl(x[i:i + 1].numpy()) for i in range(len(x))])
+    assert np.abs(got - ref).max() <= 1e-4
+    onnx = export_subnet(net.extract(arch).eval(), tmp_path / "t2.onnx", "onnx", "fp32", x)
+    assert onnx.meta["layout"] == "release" and onnx.meta["parity"]["max_abs_error"] <= 1e-4
+    ort = OnnxRunner(tmp_path / "t2.onnx")
+    got = np.concatenate([ort(x[i:i + 1].numpy()) for i in range(len(x))])
     assert np.abs(got - ref).max() <= 1e-4
 
 
