@@ -216,6 +216,16 @@ def argparse_namespace():
     return argparse.Namespace(lr=0.1)
 
 
+def test_search_and_export_of_an_imagenet_supernet_ask_for_its_data(oracle, tmp_path):
+    for mod, args in (("toolkit.cli.search", ["--mflops", "300"]),
+                      ("toolkit.cli.export", ["--model", "elasticvit_t1"])):
+        out = _cli(mod, *args, "--supernet", str(oracle["evit"]), "--out",
+                   str(tmp_path / "x.tflite" if "export" in mod else tmp_path / "s"),
+                   cwd=tmp_path)
+        assert out.returncode == 2 and "pass --data" in out.stderr, (mod, out.stderr[-500:])
+    assert not (tmp_path / "x.tflite").exists()
+
+
 def test_import_release_cli(oracle, tmp_path, capsys):
     out = tmp_path / "cli.pt"
     assert evit_main(["import-release", str(oracle["src"]), "--out", str(out), "--json"]) == 0

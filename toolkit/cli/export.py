@@ -51,6 +51,11 @@ def run(args: argparse.Namespace) -> dict:
     if args.supernet:
         ck = load_checkpoint(args.supernet)
         data_dir = args.data if args.data is not None else ck.get("config", {}).get("data")
+        if data_dir is None and "config" not in ck and int(ck.get("num_classes", 10)) != 10:
+            raise DataError(f"{args.supernet} records no training data and has "
+                            f"{ck['num_classes']} classes (the default data, the embedded "
+                            "digits, has 10); pass --data with its data set for BN "
+                            "recalibration (e.g. --data /data/imagenet)")
         image_size = ck.get("config", {}).get("image_size", 224)
         data = build_datasets(data_dir, image_size)
         supernet = load_supernet(args.supernet)

@@ -139,8 +139,7 @@ def run(args) -> dict:
     del ckpt
     # a release-layout supernet (e.g. the authors' weights) was trained on the subnets its
     # sampler draws: search keeps to them unless --any-subnet
-    space = SearchSpace(cfg.seed, rules="release" if net.layout == "release"
-                        and not args.any_subnet else "none")
+    space = SearchSpace(cfg.seed, rules="none" if args.any_subnet else net.subnet_rules)
     if space.rules != "none":
         print("search keeps to the subnets the release's sampler could have trained "
               "(--any-subnet lifts this)", file=sys.stderr)

@@ -66,6 +66,13 @@ class Supernet(nn.Module):
             if getattr(m, "zero_init_last_bn", False):
                 nn.init.zeros_(m.pwl_bn.weight)
 
+    @property
+    def subnet_rules(self) -> str:
+        """The sub-space rules of the subnets this supernet's weights were trained for
+        (``SearchSpace(rules=...)``): a release-layout supernet (the authors' weights) knows
+        only the subnets the release's sampler draws."""
+        return "release" if self.layout == "release" else "none"
+
     def forward(self, x: torch.Tensor, arch: ArchConfig) -> torch.Tensor:
         if not isinstance(arch, ArchConfig):
             raise TypeError(f"arch must be an ArchConfig, got {type(arch).__name__}; build one "

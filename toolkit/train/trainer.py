@@ -292,8 +292,8 @@ def train(cfg: TrainConfig, resume: bool | str = False, progress: bool = True) -
         bank_small=cfg.bank_small, bank_big=cfg.bank_big, bank_big_from=cfg.bank_big_from,
         q_start=cfg.q_start, q_increment=cfg.q_increment, q_stages=cfg.q_stages,
         candidates=cfg.pref_candidates)
-    if cfg.layout == "release":  # the subnets the release's sampler draws (its channel rules)
-        extra["space"] = SearchSpace(cfg.seed, rules="release")
+    if model.subnet_rules != "none":  # release layout: the subnets the release's sampler draws
+        extra["space"] = SearchSpace(cfg.seed, rules=model.subnet_rules)
     sampler = make_sampler(cfg.sampler, cfg.seed, cfg.levels, cfg.level_window, **extra)
     teacher = load_teacher(cfg.teacher, cfg.teacher_weights, data.num_classes).to(device) \
         if cfg.teacher else None
