@@ -13,13 +13,13 @@ from pathlib import Path
 import adbutils
 import pytest
 import torch
+from testphone import TestPhone, fake_benchmark_binary
 
 from toolkit.bench.compare import Entry, compare
 from toolkit.bench.suite import SuiteError, load_suite, parse_suite
 from toolkit.cli import bench as bench_cli
 from toolkit.devices.adb import client
 from toolkit.devices.store import ResultStore
-from toolkit.devices.testphone import TestPhone, fake_benchmark_binary
 
 
 def _free_port() -> int:

@@ -17,6 +17,8 @@ from pathlib import Path
 import adbutils
 import pytest
 import torch
+from testphone import TestPhone, fake_benchmark_binary
+from testphone import available as phone_available
 
 from device_profiles import ProfileError, get_profile, list_profiles, match_profile, parse_profile
 from toolkit.cli import main as evit_main
@@ -27,8 +29,6 @@ from toolkit.devices.binary import check_binary, download_binary, resolve_binary
 from toolkit.devices.host import HostDevice
 from toolkit.devices.measure import MeasurementError, measure
 from toolkit.devices.store import Result, ResultStore, StoreError
-from toolkit.devices.testphone import TestPhone, fake_benchmark_binary
-from toolkit.devices.testphone.minishell import MiniShell, tokenize
 
 QUICK = RunSpec(warmup_runs=2, num_runs=10, repeats=2, timeout_s=60, max_cooldown_s=0)
 
@@ -110,6 +110,8 @@ class Phones:
 
 @pytest.fixture
 def phones(adb_server, tmp_path):
+    ok, why = phone_available()
+    assert ok, f"the test phone needs Android's shell and tools here: {why}"
     ph = Phones(adb_server, tmp_path)
     yield ph
     ph.close()
@@ -155,27 +157,24 @@ def test_profile_validation_and_user_profiles(tmp_path, monkeypatch):
         list_profiles()
 
 
-# -- the mini shell ------------------------------------------------------------------------
+# -- the phone's shell is Android's: mksh and toybox --------------------------------------
 
-def run_shell(line: str) -> tuple[int, str, list[str]]:
-    ran, out = [], []
-
-    def prog(argv, stdin, o, e):
-        ran.append(argv)
-        o((" ".join(argv[1:]) + "\n").encode())
-        return 1 if argv[0] == "false" else 0
-
-    sh = MiniShell(lambda name: prog, lambda p, m: open(os.devnull, m))  # noqa: SIM115
-    rc = sh.run(line, b"", lambda b: out.append(b.decode()), lambda b: None)
-    return rc, "".join(out), ran
-
-
-def test_minishell_parses_like_a_shell():
-    assert run_shell("echo 'a b;c' \"d $(echo e)\"")[2][-1] == ["echo", "a b;c", "d e"]
-    rc, _, ran = run_shell("false && touch x || echo y; echo z # comment")
-    assert [a[0] for a in ran] == ["false", "echo", "echo"] and rc == 0
-    _, out, ran = run_shell("echo a; touch $(echo pwned)")  # unquoted: the injection runs
-    assert ["touch", "pwned"] in ran
+def test_the_test_phone_runs_androids_own_shell_and_tools(phones):
+    phone = phones.attach("pixel4")
+    sh = AdbDevice(phones.c, phone.address, get_profile("pixel4"))
+    r = sh.shell('echo "$KSH_VERSION"; readlink /system/bin/ls; toybox --version; '
+                 "getprop ro.product.model; echo a'b c'\"d\" $(echo e) `echo f`; false || echo g")
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("@(#)MIRBSD KSH") and lines[1] == "toybox"
+    assert lines[2].startswith("toybox") and lines[3] == "Pixel 4"
+    assert lines[4:] == ["ab cd e f", "g"]
+    # the phone's processes only, and a process the host left running is still there
+    ps = sh.shell("sleep 30 >/dev/null 2>&1 & ps -A -o PID,ARGS").stdout
+    assert "sleep 30" in ps and "pytest" not in ps
+    sh.shell("pkill -f 'sleep 30'")
+    assert "sleep 30" not in sh.shell("ps -A -o ARGS").stdout
+    bad = sh.shell("taskset 100 /system/bin/true")  # pixel4 has 8 cores
+    assert bad.returncode == 1 and "Invalid argument" in bad.stderr
 
 
 # -- adb: listing, states, identity ----------------------------------------------------------
@@ -288,13 +287,9 @@ def test_security_names_and_arguments_reach_the_device_unchanged(phones, binary,
     assert r.status == "valid" and r.model_name == evil
     created = [p.name for p in phone.root.rglob("pwned*")]
     assert created == [], f"injected commands ran on the device: {created}"
-    # the device shell parsed one --graph word carrying the whole name, nothing else to run
-    bench = next(c for c in phone.log if c.startswith("taskset"))
-    tokens = tokenize(bench)
-    assert all(not isinstance(t, str) for t in tokens)  # no ; && | operators reached the shell
-    assert {k for t in tokens for k, _ in t.parts} == {"lit"}  # no $() or `` to execute
-    words = ["".join(text for _, text in t.parts) for t in tokens]
-    assert f"--graph={remote}" in words
+    # the device's shell (mksh) gave benchmark_model one --graph argument carrying the whole
+    # name, and nothing else ran
+    assert f"--graph={remote}" in phone.last_benchmark_argv
 
 
 def test_disconnect_mid_run_stores_nothing_valid(phones, binary, tiny_tflite, tmp_path):
