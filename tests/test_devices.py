@@ -290,6 +290,15 @@ def test_security_names_and_arguments_reach_the_device_unchanged(phones, binary,
     # the device's shell (mksh) gave benchmark_model one --graph argument carrying the whole
     # name, and nothing else ran
     assert f"--graph={remote}" in phone.last_benchmark_argv
+    # a newline and a leading '-' too
+    odd = tmp_path / "-rf x\n$(touch pwned5).tflite"
+    odd.write_bytes(tiny_tflite.read_bytes())
+    dev.remote_dir = "/data/local/tmp/-evit"
+    r = measure(dev, odd, QUICK)
+    assert r.status == "valid" and r.model_name == odd.name
+    remote = next(a for a in phone.last_benchmark_argv if a.startswith("--graph="))[8:]
+    assert remote == f"/data/local/tmp/-evit/{odd.name}"  # one argument, newline and all
+    assert [p.name for p in phone.root.rglob("pwned*")] == []
 
 
 def test_disconnect_mid_run_stores_nothing_valid(phones, binary, tiny_tflite, tmp_path):

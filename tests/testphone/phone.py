@@ -148,7 +148,7 @@ _BENCHMARK = """#!/system/bin/sh
 # binfmt_misc handler for aarch64 ELF files: the pushed benchmark_model, run on this machine
 bin=$1; shift
 print -r -- "$bin" >> /.evit/benchmark_runs
-for a in "$@"; do print -r -- "$a"; done > /.evit/benchmark_argv
+for a in "$@"; do print -rn -- "$a"; print -n '\\0'; done > /.evit/benchmark_argv
 fault=$(cat /.evit/fault 2>/dev/null)
 case $fault in
 garbage) print -r -- '@@ Xz !! count=abc'; print -r -- 'INFO: <<random noise>>'; exit 0 ;;
@@ -277,7 +277,7 @@ class TestPhone:
     def last_benchmark_argv(self) -> list[str]:
         """The arguments the last benchmark_model run received, as the shell split them."""
         p = self.root / ".evit/benchmark_argv"
-        return p.read_text().splitlines() if p.is_file() else []
+        return p.read_text().split("\0")[:-1] if p.is_file() else []
 
     # -- identity --------------------------------------------------------------------------
     def props(self) -> dict[str, str]:

@@ -118,15 +118,22 @@ class AdbDevice:
         self.client, self.serial = c, serial
         self.dev = c.device(serial)
         self.binary = binary
-        self.remote_dir = remote_dir
+        self.remote_dir = remote_dir  # checked where it is used: tests may change it
         self._props: dict[str, str] | None = None
-        self._pushed_binary: str | None = None
+        self._pushed_binary: tuple[str, str] | None = None
         self._pushed: set[str] = set()  # models and CSVs to remove in cleanup()
         if profile is None:
             profile = match_profile(self.getprops())
             if profile is None:
                 raise DeviceError(AttachedDevice(serial, "device", self.getprops()).describe())
         self.profile = profile
+
+    def _dir(self) -> str:
+        """The on-device folder; absolute, so no path evit sends can read as an option."""
+        if not str(self.remote_dir).startswith("/"):
+            raise DeviceError(f"remote folder {self.remote_dir!r} must be an absolute path on "
+                              f"the device, e.g. {REMOTE_DIR}")
+        return str(self.remote_dir).rstrip("/") or "/"
 
     # -- transport -------------------------------------------------------------------------
     def shell(self, cmd: str, timeout: float = 30.0) -> ShellResult:
@@ -227,20 +234,20 @@ class AdbDevice:
     def _ensure_binary(self) -> str:
         if self.binary is None:
             raise DeviceError("no benchmark_model binary given (see --benchmark-binary)")
-        remote = f"{self.remote_dir}/benchmark_model"
-        if self._pushed_binary == self.binary.sha256:
+        remote = f"{self._dir()}/benchmark_model"
+        if self._pushed_binary == (remote, self.binary.sha256):  # this binary, in this folder
             return remote
-        self.check(f"mkdir -p {q(self.remote_dir)}")
+        self.check(f"mkdir -p -- {q(self._dir())}")
         have = self.shell(f"sha256sum {q(remote)}").stdout.split()
         if not have or have[0] != self.binary.sha256:
             self.push(self.binary.path, remote, mode=0o755)
-            self.check(f"chmod 755 {q(remote)}")
-        self._pushed_binary = self.binary.sha256
+            self.check(f"chmod 755 -- {q(remote)}")
+        self._pushed_binary = (remote, self.binary.sha256)
         return remote
 
     def prepare_model(self, local_path: str) -> str:
         self._ensure_binary()
-        remote = f"{self.remote_dir}/{PurePosixPath(str(local_path)).name}"
+        remote = f"{self._dir()}/{PurePosixPath(str(local_path)).name}"
         have = self.shell(f"sha256sum {q(remote)}").stdout.split()
         if not have or have[0] != sha256_file(local_path):
             self.push(local_path, remote)
@@ -286,5 +293,5 @@ class AdbDevice:
         """Remove the models and files evit put there (the binary stays for the next run)."""
         if self._pushed:
             with contextlib.suppress(DeviceError):
-                self.shell(f"rm -f {q(*sorted(self._pushed))}")
+                self.shell(f"rm -f -- {q(*sorted(self._pushed))}")
             self._pushed.clear()
