@@ -29,7 +29,7 @@ from toolkit.release.arch import (
     to_release,
 )
 from toolkit.release.checkpoint import import_release
-from toolkit.space import ArchError, SearchSpace
+from toolkit.space import SPACE, ArchError
 from toolkit.supernet.layers import ElasticJointLayerNorm
 from toolkit.supernet.release import ReleaseElasticAttention
 from toolkit.supernet.static import relative_index
@@ -210,6 +210,49 @@ def test_banks_holding_numpy_numbers_import(oracle, tmp_path):
     assert sum(b["entries"] for b in rep["banks"]) == 24
 
 
+def test_numpy_1x_pickle_names_load_too(oracle, tmp_path):
+    """A file written under numpy 1.x names numpy.core.multiarray.scalar (numpy 2:
+    numpy._core): both are allowed, nothing else is."""
+    import zipfile
+
+    raw = torch.load(oracle["src"], weights_only=True)
+    raw["extras"] = {"top1": np.float64(80.5)}
+    raw["bank"] = raw["bank"][:1]
+    path = tmp_path / "np2.pth"
+    torch.save(raw, path)
+    old = tmp_path / "np1.pth"
+    with zipfile.ZipFile(path) as zin, zipfile.ZipFile(old, "w") as zout:
+        for item in zin.infolist():
+            data = zin.read(item.filename)
+            if item.filename.endswith("data.pkl"):
+                assert b"numpy._core.multiarray" in data
+                data = data.replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
+            zout.writestr(item, data)
+    _, rep = import_release(old)
+    assert rep["extras"] == {"top1": 80.5}
+    evil = tmp_path / "evil.pth"
+    with zipfile.ZipFile(path) as zin, zipfile.ZipFile(evil, "w") as zout:
+        for item in zin.infolist():
+            data = zin.read(item.filename)
+            if item.filename.endswith("data.pkl"):
+                data = data.replace(b"numpy._core.multiarray\nscalar", b"os\nsystem")
+            zout.writestr(item, data)
+    with pytest.raises(CheckpointError, match="unsupported GLOBAL os.system"):
+        import_release(evil)
+
+
+def test_bank_levels_follow_the_entries_when_the_config_differs():
+    from toolkit.release.checkpoint import _banks
+    from toolkit.space import SearchSpace
+
+    rs, rng = SearchSpace(1, rules="release"), np.random.default_rng(1)
+    # 8 banks, but holding subnets of 150..850 MFLOPs: not the release's 100..1200 levels
+    raw = [[[to_release(rs.sample_at(f, f + 5, rng)), -1.0]] for f in range(150, 951, 100)]
+    banks, skipped, _ = _banks(raw, 1000)
+    assert skipped == 0 and [b["level"] for b in banks] == [float(round(flops(
+        from_release(b[0][0])))) for b in raw]
+
+
 def argparse_namespace():
     import argparse
 
@@ -287,23 +330,9 @@ def test_arch_cli_both_ways(tmp_path, capsys):
     assert "elastic_T1" in capsys.readouterr().err
     assert evit_main(["arch", "--from-release", "[1, 2"]) == 2
     assert "neither a YAML file nor a JSON list" in capsys.readouterr().err
-
-
-def test_release_rules_space_draws_mutates_and_crosses_inside_them():
-    space = SearchSpace(seed=3, rules="release")
-    rng = np.random.default_rng(3)
-    enc = space.sample_encoded(3000, rng)
-    assert len(enc) == 3000 and space.allowed_encoded(enc).all()
-    free = SearchSpace(seed=3).sample_encoded(3000, rng)
-    assert not space.allowed_encoded(free).all()  # the rules do exclude subnets
-    archs = [space.decode(r) for r in enc[:50]]
-    for a, b in zip(archs, archs[1:]):
-        assert release_violations(space.mutate(a, 0.5, rng)) == []
-        assert release_violations(space.crossover(a, b, rng)) == []
-    a = space.sample_at(140, 160, rng)
-    assert release_violations(a) == [] and 140 <= flops(a) <= 160
-    with pytest.raises(ArchError, match="rules = 'x'"):
-        SearchSpace(rules="x")
+    big = json.dumps(to_release(SPACE.max()))  # longer than a file name may be
+    assert len(big) > 255 and evit_main(["arch", "--from-release", big]) == 0
+    assert json.loads(capsys.readouterr().out)["resolution"] == 256
 
 
 # --------------------------------------------------------------------------- the workflow
@@ -345,15 +374,16 @@ def test_imported_subnet_exports_with_parity_against_the_supernet(oracle, tmp_pa
 
 
 def test_search_finetune_and_export_on_an_imported_checkpoint(imported10, tmp_path):
-    out = _cli("toolkit.cli.search", "--mflops", "150", "--supernet", str(imported10),
+    out = _cli("toolkit.cli.search", "--mflops", "220", "--supernet", str(imported10),
                "--population", "6", "--parents", "3", "--mutations", "2", "--crossovers", "2",
                "--generations", "1", "--calib-images", "32", "--search-images", "64", "--out",
                str(tmp_path / "search"), "--export", "tflite", cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "release's sampler" in out.stderr
-    best = json.loads((tmp_path / "search" / "best_mflops_150.json").read_text())
+    assert "of the first population from the supernet's memory banks" in out.stderr
+    best = json.loads((tmp_path / "search" / "best_mflops_220.json").read_text())
     assert best["rules"] == "release"
-    side = json.loads((tmp_path / "search" / "best_mflops_150.tflite.json").read_text())
+    side = json.loads((tmp_path / "search" / "best_mflops_220.tflite.json").read_text())
     assert side["parity"]["max_abs_error"] <= 1e-4 and side["graph"]["fully_xnnpack"]
     from toolkit.space import ArchConfig
 
@@ -369,6 +399,17 @@ def test_search_finetune_and_export_on_an_imported_checkpoint(imported10, tmp_pa
     clash = _cli("toolkit.cli.train", "--init-from", str(imported10), "--layout", "evit",
                  "--steps", "1", "--out", str(tmp_path / "clash"), cwd=tmp_path)
     assert clash.returncode == 2 and "layout 'release'" in clash.stderr
+    # an interrupted fine-tuning run resumes (in its layout) and continues to more steps
+    resumed = _cli("toolkit.cli.train", "--resume", "--init-from", str(imported10), "--steps",
+                   "2", "--levels", "60", "100", "--bn-batches", "2", "--eval-images", "32",
+                   "--no-progress", "--out", str(tmp_path / "ft"), cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    # and a release-layout supernet trains from scratch
+    fresh = _cli("toolkit.cli.train", "--layout", "release", "--steps", "1", "--levels", "60",
+                 "--bn-batches", "1", "--eval-images", "16", "--no-progress", "--out",
+                 str(tmp_path / "fresh"), cwd=tmp_path)
+    assert fresh.returncode == 0, fresh.stderr[-2000:]
+    assert load_supernet(tmp_path / "fresh" / "supernet.pt").layout == "release"
 
 
 def test_init_from_with_another_number_of_classes_keeps_all_but_the_classifier(oracle,

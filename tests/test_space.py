@@ -145,3 +145,23 @@ def test_mutate_and_crossover_always_valid_and_seedable():
     assert s.mutate(a, prob=0.0) == a
     assert s.mutate(b, 0.3, rng=11) == s.mutate(b, 0.3, rng=11)
     assert s.crossover(a, b, rng=3) == s.crossover(a, b, rng=3)
+
+
+def test_release_rules_space_draws_mutates_and_crosses_inside_them():
+    from toolkit.flops import flops
+    from toolkit.release.arch import release_violations
+
+    space = SearchSpace(seed=3, rules="release")
+    rng = np.random.default_rng(3)
+    enc = space.sample_encoded(3000, rng)
+    assert len(enc) == 3000 and space.allowed_encoded(enc).all()
+    free = SearchSpace(seed=3).sample_encoded(3000, rng)
+    assert not space.allowed_encoded(free).all()  # the rules do exclude subnets
+    archs = [space.decode(r) for r in enc[:50]]
+    for a, b in zip(archs, archs[1:]):
+        assert release_violations(space.mutate(a, 0.5, rng)) == []
+        assert release_violations(space.crossover(a, b, rng)) == []
+    a = space.sample_at(140, 160, rng)
+    assert release_violations(a) == [] and 140 <= flops(a) <= 160
+    with pytest.raises(ArchError, match="rules = 'x'"):
+        SearchSpace(rules="x")

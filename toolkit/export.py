@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from toolkit.flops import flops, params
+from toolkit.flops import flops
 from toolkit.space import ArchConfig
 from toolkit.supernet.static import Attention, MBConv, StaticViT
 
@@ -113,11 +113,12 @@ def export_subnet(net: StaticViT, out: str | Path, fmt: str = "tflite",
         parity_inputs = torch.randn(8, 3, r, r, generator=torch.Generator().manual_seed(0))
     parity = check_parity(net.eval(), out, parity_inputs)
     layout = getattr(net, "layout", "evit")
-    fp32_weight_bytes = 4 * params(arch, net.num_classes, layout)
+    n_params = sum(p.numel() for p in net.parameters())  # = params(arch) but for a stored
+    fp32_weight_bytes = 4 * n_params                      # index that an EMA changed
     meta: dict[str, Any] = {
         "format": fmt, "precision": precision, "arch": arch.to_dict(),
         "mflops": round(flops(arch, net.num_classes), 3),
-        "params": params(arch, net.num_classes, layout), "num_classes": net.num_classes,
+        "params": n_params, "num_classes": net.num_classes,
         "layout": layout,
         "input": {"shape": [1, 3, r, r], "layout": "NCHW", "dtype": "float32",
                   **(normalization or {})},

@@ -170,15 +170,23 @@ def randomize(model: torch.nn.Module, seed: int) -> torch.nn.Module:
 
 
 def _bank_entries(model, n: int, seed: int) -> list:
-    import random
+    """``n`` entries per bank in the release's form (``[arch tuple, -loss]``) holding subnets
+    its training could put there: the release's channel rules, MFLOPs in [F, F + 2·bound] for
+    a bank at level F (drawn by evit's sampler: the release's own rejection sampler takes
+    ~25 s for these 24 draws)."""
+    import numpy as np
 
-    random.seed(seed)
+    from toolkit.release.arch import to_release
+    from toolkit.space import SearchSpace
+
+    space, rng = SearchSpace(seed, rules="release"), np.random.default_rng(seed)
     banks = []
-    for _level in model.bank_flops_ranges:
+    for level in model.bank_flops_ranges:
         entries = []
         for i in range(n):
-            arch = model.arch_sampling_engine(mode="uniform")
-            entries.append([arch, -2.0 - 0.01 * i])
+            a = to_release(space.sample_at(level, level + 2 * model.flops_bound, rng))
+            entries.append([tuple(tuple(f) if isinstance(f, list) else f for f in a),
+                            -2.0 - 0.01 * i])
         banks.append(entries)
     return banks
 

@@ -175,12 +175,15 @@ def cmd_arch(args: argparse.Namespace) -> int:
                                 f"{', '.join(models)}")
             models = {args.name: models[args.name]}
     else:
-        text = Path(src).read_text() if Path(src).is_file() else src
-        try:
-            models = {args.name or "arch": from_release(json.loads(text))}
+        try:  # JSON text first: a long list is no file name (and may be too long for one)
+            data = json.loads(src)
         except json.JSONDecodeError as e:
-            raise ArchError(f"--from-release: {src[:80]!r} is neither a YAML file nor a JSON "
-                            f"list ({e.msg})") from None
+            try:
+                data = json.loads(Path(src).read_text())
+            except (OSError, json.JSONDecodeError):
+                raise ArchError(f"--from-release: {src[:80]!r} is neither a YAML file nor a "
+                                f"JSON list (as JSON: {e.msg})") from None
+        models = {args.name or "arch": from_release(data)}
     if args.out:
         if len(models) != 1:
             raise ArchError(f"--out writes one subnet; {src} has {len(models)}: pick one with "

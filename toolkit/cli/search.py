@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--measure", action="store_true",
                    help="run the exported best subnets on --device and compare with the predictor")
     p.add_argument("--benchmark-binary", help="benchmark_model for --measure on a phone")
+    p.add_argument("--no-bank-seeds", action="store_true",
+                   help="start the search from uniform draws only, not from the supernet's "
+                        "memory banks (the release seeds its first population from them)")
     p.add_argument("--any-subnet", action="store_true",
                    help="with a release-layout supernet: search the whole space, not only the "
                         "subnets the release's sampler could have trained")
@@ -87,8 +90,13 @@ def _plot(rows: list[dict], bests: list[dict], unit: str, path: Path) -> None:
 def run(args) -> dict:
     import torch
 
-    from toolkit.checkpoint import CheckpointError, load_checkpoint, supernet_from_checkpoint
-    from toolkit.flops import flops, params
+    from toolkit.checkpoint import (
+        CheckpointError,
+        checkpoint_banks,
+        load_checkpoint,
+        supernet_from_checkpoint,
+    )
+    from toolkit.flops import flops
     from toolkit.search.accuracy import AccuracyEvaluator
     from toolkit.space import SearchSpace
 
@@ -136,6 +144,7 @@ def run(args) -> dict:
         net = supernet_from_checkpoint(ckpt, ckpt_path)
     except CheckpointError as e:
         raise SearchError(str(e)) from e
+    seeds = [] if args.no_bank_seeds else [a for b in checkpoint_banks(ckpt) for a in b["archs"]]
     del ckpt
     # a release-layout supernet (e.g. the authors' weights) was trained on the subnets its
     # sampler draws: search keeps to them unless --any-subnet
@@ -143,6 +152,10 @@ def run(args) -> dict:
     if space.rules != "none":
         print("search keeps to the subnets the release's sampler could have trained "
               "(--any-subnet lifts this)", file=sys.stderr)
+    elif net.layout == "release":
+        print("warning: --any-subnet: subnets whose conv stem is not as wide as the first conv "
+              "use a shortcut conv the release never trained (its initial random weights)",
+              file=sys.stderr)
     if args.data is None and not ckpt_cfg.get("data") and net.num_classes != 10:
         raise SearchError(f"{ckpt_path} records no training data and has {net.num_classes} "
                           "classes (the default data, the embedded digits, has 10); pass --data "
@@ -161,12 +174,13 @@ def run(args) -> dict:
         state = out / f"state_{cost.kind}_{b:g}.json"
         r = search(b, cost, evaluator.evaluate, cfg, state_path=state, save=rank == 0,
                    progress=lambda m: rank == 0 and print(m, file=sys.stderr, flush=True),
-                   space=space)
+                   space=space, seeds=seeds)
         arch = r["arch"]
         best = {"budget": b, "unit": cost.unit, "device": args.device if args.latency_ms else None,
                 "cost": r["cost"], "accuracy": r["accuracy"],
                 "mflops": flops(arch, net.num_classes),
-                "params": params(arch, net.num_classes, net.layout), "rules": space.rules,
+                "params": sum(p.numel() for p in net.extract(arch).parameters()),
+                "rules": space.rules,
                 "evaluated": len(r["evaluated"]), "arch": arch.to_dict(),
                 "supernet": str(ckpt_path)}
         if args.latency_ms:

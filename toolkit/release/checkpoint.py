@@ -26,7 +26,7 @@ import torch
 from toolkit.checkpoint import CheckpointError, atomic_save
 from toolkit.flops import flops
 from toolkit.release.arch import from_release
-from toolkit.space import STAGE_SPACES, ArchConfig, ArchError
+from toolkit.space import STAGE_SPACES, ArchError
 
 __all__ = ["import_release", "release_key", "ImportReport", "RELEASE_BANK_LEVELS"]
 
@@ -86,11 +86,27 @@ def _numpy_scalar_globals() -> list:
     """numpy scalars and dtypes, the one kind of non-tensor object a release checkpoint may
     hold (subnets drawn from the release's pickled FLOPs tables can carry numpy ints). They
     rebuild a number from bytes and call nothing else; the numpy 1.x path is named too."""
-    scalar = np._core.multiarray.scalar
+    import importlib
+
+    try:  # numpy 2 (numpy 1.26 also has the numpy._core alias)
+        scalar = importlib.import_module("numpy._core.multiarray").scalar
+    except ImportError:
+        scalar = importlib.import_module("numpy.core.multiarray").scalar
+    dtypes = getattr(np, "dtypes", None)
     return [(scalar, "numpy._core.multiarray.scalar"), (scalar, "numpy.core.multiarray.scalar"),
-            np.dtype, *(getattr(np.dtypes, n) for n in (
+            np.dtype, *(getattr(dtypes, n) for n in (
                 "Int64DType", "Int32DType", "Int16DType", "Int8DType", "UInt8DType",
-                "Float64DType", "Float32DType", "Float16DType", "BoolDType"))]
+                "Float64DType", "Float32DType", "Float16DType", "BoolDType")
+                if hasattr(dtypes, n))]
+
+
+def _load_error(e: Exception) -> str:
+    """torch's reason in one line: the line naming the refused global when there is one."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(e))
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    pick = next((ln for ln in lines if "nsupported global" in ln.lower()
+                 or "unsupported GLOBAL" in ln), lines[0] if lines else "")
+    return f"{type(e).__name__}: {pick[:240]}"
 
 
 def _plain(v: Any) -> Any:
@@ -183,6 +199,7 @@ def _banks(raw: Any, num_classes: int) -> tuple[list[dict[str, Any]], int, list[
     levels: list[float | None] = (list(RELEASE_BANK_LEVELS) if len(raw) == len(
         RELEASE_BANK_LEVELS) else [None] * len(raw))
     out, skipped, reasons = [], 0, []
+    converted = []
     for level, bank in zip(levels, raw):
         archs, scores = [], []
         for item in bank if isinstance(bank, (list, tuple)) else []:
@@ -197,13 +214,20 @@ def _banks(raw: Any, num_classes: int) -> tuple[list[dict[str, Any]], int, list[
                 if len(reasons) < 3:
                     reasons.append(str(e)[:160])
                 continue
-            archs.append(arch.to_dict())
+            archs.append(arch)
             scores.append(score)
-        if level is None and archs:  # the release config is unknown: name the level by FLOPs
-            level = float(round(min(flops(ArchConfig.from_dict(a), num_classes) for a in archs)))
+        converted.append((level, archs, scores))
+    # a bank at level F holds subnets of F to F + 2·flops_bound MFLOPs (release: bound 10); if
+    # the entries say otherwise the file came from another config: name each level by FLOPs
+    mf = [[flops(a, num_classes) for a in archs] for _, archs, _ in converted]
+    if not all(lv is not None and all(lv - 5 <= f <= lv + 60 for f in fs)
+               for (lv, _, _), fs in zip(converted, mf)):
+        converted = [(float(round(min(fs))) if fs else None, a, sc)
+                     for (_, a, sc), fs in zip(converted, mf)]
+    for level, archs, scores in converted:
         cap = 150 if level is None or level < 500 else 50
-        out.append({"level": level, "capacity": max(cap, len(archs)), "archs": archs,
-                    "scores": scores})
+        out.append({"level": level, "capacity": max(cap, len(archs)),
+                    "archs": [a.to_dict() for a in archs], "scores": scores})
     return out, skipped, reasons
 
 
@@ -223,14 +247,15 @@ def import_release(src: str | Path, out: str | Path | None = None,
     if out is not None and Path(out).resolve() == p.resolve():
         raise CheckpointError(f"--out {str(out)!r} is the release checkpoint itself; write "
                               "the evit checkpoint to another file")
+    allowed = _numpy_scalar_globals()
     try:
-        with torch.serialization.safe_globals(_numpy_scalar_globals()):
+        with torch.serialization.safe_globals(allowed):
             ck = torch.load(p, map_location=map_location, weights_only=True)
     except Exception as e:  # truncated, corrupt, or holding objects beyond tensors/builtins
         raise CheckpointError(
-            f"{str(p)!r} cannot be read as a release checkpoint ({type(e).__name__}: "
-            f"{str(e).splitlines()[0][:200]}); it is truncated, corrupt, or holds pickled "
-            "objects other than tensors and plain values (evit never unpickles those)") from None
+            f"{str(p)!r} cannot be read as a release checkpoint ({_load_error(e)}); it is "
+            "truncated, corrupt, or holds pickled objects other than tensors and plain values "
+            "(evit never unpickles those)") from None
     if not isinstance(ck, dict):
         raise CheckpointError(f"{str(p)!r} is not a release checkpoint: a {type(ck).__name__}, "
                               "not a dict with 'state_dict' and 'model_ema'")

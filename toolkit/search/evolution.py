@@ -100,9 +100,11 @@ def _feasible_samples(cost: Cost, lo: float, hi: float, n: int, rng, max_draws: 
 def search(budget: float, cost: Cost, fitness: Callable[[Sequence[ArchConfig]], list[float]],
            cfg: SearchConfig | None = None, state_path: str | Path | None = None,
            progress: Callable[[str], None] = lambda s: None, save: bool = True,
-           space: SearchSpace = SPACE) -> dict:
+           space: SearchSpace = SPACE, seeds: Sequence[ArchConfig] = ()) -> dict:
     """Best subnet with cost <= budget (and >= lower_frac * budget when such subnets exist),
-    drawn, mutated and crossed within ``space`` (and its rules)."""
+    drawn, mutated and crossed within ``space`` (and its rules). The first population starts
+    with the ``seeds`` that are feasible (the release seeds it from the supernet's memory
+    banks), then uniform draws."""
     cfg = cfg or SearchConfig()
     cfg.validate()
     fastest, cheapest_arch = cost.cheapest(cfg.seed, space=space)
@@ -111,7 +113,7 @@ def search(budget: float, cost: Cost, fitness: Callable[[Sequence[ArchConfig]], 
             f"budget {budget:g} {cost.unit} is infeasible: the cheapest subnet found costs "
             f"{fastest:.2f} {cost.unit}; raise the budget to at least that")
     hi, lo = budget, max(cfg.lower_frac * budget, fastest)
-    state = _load_state(state_path, budget, cost, cfg, space)
+    state = _load_state(state_path, budget, cost, cfg, space, len(seeds))
     write_to = state_path if save else None  # under torchrun only rank 0 writes
     scores: dict[str, float] = state["scores"]
 
@@ -124,8 +126,13 @@ def search(budget: float, cost: Cost, fitness: Callable[[Sequence[ArchConfig]], 
 
     if state["population"] is None:
         rng = np.random.default_rng((cfg.seed, 0))
-        pop = _feasible_samples(cost, lo, hi, cfg.population, rng, 4096 * cfg.max_retries,
-                                space)
+        seeded = _feasible_seeds(seeds, cost, lo, hi, space, cfg.population)
+        if seeded:
+            progress(f"budget {budget:g} {cost.unit}: {len(seeded)} of the first population "
+                     "from the supernet's memory banks")
+        pop = seeded + [a for a in _feasible_samples(
+            cost, lo, hi, cfg.population, rng, 4096 * cfg.max_retries, space)
+            if a not in seeded][:cfg.population - len(seeded)]
         if not pop:  # nothing in [lo, hi]: drop the lower bound
             progress(f"no subnet found in [{lo:.2f}, {hi:.2f}] {cost.unit}; searching below")
             lo = fastest
@@ -174,6 +181,17 @@ def search(budget: float, cost: Cost, fitness: Callable[[Sequence[ArchConfig]], 
             "cost": cost.of(arch), "evaluated": dict(scores), "lower_bound": lo}
 
 
+def _feasible_seeds(seeds: Sequence[ArchConfig], cost: Cost, lo: float, hi: float,
+                    space: SearchSpace, n: int) -> list[ArchConfig]:
+    out: list[ArchConfig] = []
+    for a in seeds:
+        if len(out) == n:
+            break
+        if a not in out and space.allows(a) and lo <= cost.of(a) <= hi:
+            out.append(a)
+    return out
+
+
 def _admit(make: Callable[[], ArchConfig], cost: Cost, lo: float, hi: float, seen: set,
            children: list, retries: int) -> None:
     """Add one new feasible child (at most ``retries`` draws; none if all fail)."""
@@ -185,16 +203,19 @@ def _admit(make: Callable[[], ArchConfig], cost: Cost, lo: float, hi: float, see
             return
 
 
-def _key(budget: float, cost: Cost, cfg: SearchConfig, space: SearchSpace = SPACE) -> dict:
+def _key(budget: float, cost: Cost, cfg: SearchConfig, space: SearchSpace = SPACE,
+         seeds: int = 0) -> dict:
     dev = getattr(cost.predictor, "device", None)
     key = {"budget": budget, "cost": cost.kind, "device": dev, "config": asdict(cfg)}
-    if space.rules != "none":  # older state files (no rules) still resume
+    if space.rules != "none":  # older state files (no rules, no seeds) still resume
         key["rules"] = space.rules
+    if seeds:
+        key["seeds"] = seeds
     return key
 
 
-def _load_state(path, budget, cost, cfg, space: SearchSpace = SPACE) -> dict:
-    key = _key(budget, cost, cfg, space)
+def _load_state(path, budget, cost, cfg, space: SearchSpace = SPACE, seeds: int = 0) -> dict:
+    key = _key(budget, cost, cfg, space, seeds)
     if path is not None and Path(path).is_file():
         st = json.loads(Path(path).read_text())
         if st.get("key") != key:

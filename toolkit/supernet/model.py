@@ -3,7 +3,9 @@
 ``Supernet.forward(x, arch)`` runs subnet ``arch`` with sliced weights; it keeps no state
 about which subnet is "active". ``Supernet.extract(arch)`` returns a plain
 :class:`~toolkit.supernet.static.StaticViT` holding copies of those slices that computes the
-same function (eval mode) and has exactly ``params(arch, layout=...)`` parameters.
+same function (eval mode) and has exactly ``params(arch, layout=...)`` parameters (release
+layout: unless the checkpoint's stored position index differs from a fresh one, as an EMA
+checkpoint's can; its tables then hold the entries that index uses).
 
 ``layout`` picks how the weights are laid out and computed: ``"evit"`` (per-role q/k/v,
 per-token LayerNorm; what evit trains by default) or ``"release"`` (the ElasticViT release's

@@ -99,13 +99,13 @@ def adaptive_clip_grad(params, clip: float, eps: float = 1e-3) -> None:
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """No weight decay on the CNN parts (first conv and every MBConv, as the release), on
-    the position-bias tables (the release's ``no_weight_decay``) nor on 1-D tensors (biases,
-    norms)."""
+    """No weight decay on the CNN parts (first conv and every MBConv, as the release) nor on
+    1-D tensors (biases, norms). The position-bias tables decay like other weights: the release
+    replaces its ``no_weight_decay`` with the CNN list, so timm decays ``attention_bias``."""
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         conv_part = name.startswith("first_") or ".blocks." in name or ".reduction." in name
-        (no_decay if conv_part or p.ndim <= 1 or "rel_bias" in name else decay).append(p)
+        (no_decay if conv_part or p.ndim <= 1 else decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay},
             {"params": no_decay, "weight_decay": 0.0}]
 
@@ -118,11 +118,13 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * min(t, 1.0)))
 
 
-def eval_archs(levels: tuple[float, ...], window: float = 20.0) -> dict[str, ArchConfig]:
-    """The subnets evaluated during training: the 3 HSS and one fixed subnet per level."""
+def eval_archs(levels: tuple[float, ...], window: float = 20.0,
+               space: SearchSpace = SPACE) -> dict[str, ArchConfig]:
+    """The subnets evaluated during training: the 3 HSS and one fixed subnet per level
+    (drawn within ``space``'s rules: a release-layout run evaluates what it trains)."""
     out = dict(hss_archs())
     for f in levels:
-        out[f"level_{f:g}"] = SPACE.sample_at(f, f + window, rng=np.random.default_rng(
+        out[f"level_{f:g}"] = space.sample_at(f, f + window, rng=np.random.default_rng(
             (1234, int(f))))
     return out
 
@@ -280,7 +282,13 @@ def train(cfg: TrainConfig, resume: bool | str = False, progress: bool = True) -
                                   f"{init.get('layout', 'evit')!r}, this run asks for "
                                   f"--layout {cfg.layout}; drop --layout or make them agree")
     if cfg.layout is None:
-        cfg.layout = init.get("layout", "evit") if init is not None else "evit"
+        if resume:  # a resumed run keeps the layout it was started with
+            rpath = Path(resume) if isinstance(resume, (str, Path)) else out / "last.pt"
+            if rpath.is_file():
+                cfg.layout = load_checkpoint(rpath).get("layout", "evit")
+        elif init is not None:
+            cfg.layout = init.get("layout", "evit")
+        cfg.layout = cfg.layout or "evit"
     model = Supernet(num_classes=data.num_classes, layout=cfg.layout)
     if init is not None:
         _start_from(model, init, cfg.init_from)
@@ -329,7 +337,8 @@ def train(cfg: TrainConfig, resume: bool | str = False, progress: bool = True) -
         data.val, range(min(cfg.eval_images, len(data.val))))
     val_loader = torch.utils.data.DataLoader(val_set, batch_size=64, num_workers=cfg.workers)
     calib = [x for _, x, _ in _take(stream, cfg.bn_batches, start=0)]
-    archs_eval = eval_archs(cfg.levels, cfg.level_window)
+    archs_eval = eval_archs(cfg.levels, cfg.level_window,
+                            SearchSpace(rules=model.subnet_rules))
     amp = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" and cfg.amp
            else contextlib.nullcontext())  # the one place for mixed precision
     log = (out / "log.jsonl").open("a") if d.main else None
