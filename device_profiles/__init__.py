@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,6 +52,8 @@ class DeviceProfile:
     name: str
     display: str
     aliases: tuple[str, ...] = ()
+    # names users type: marketing names, Qualcomm AI Hub's, the SoC's, nn-Meter's predictors'
+    names: tuple[str, ...] = ()
     match: dict = field(default_factory=dict)
     soc: str = ""
     gpu: str = ""
@@ -84,6 +87,7 @@ class DeviceProfile:
             "name": self.name,
             "display": self.display,
             "aliases": list(self.aliases),
+            "names": list(self.names),
             "match": {k: list(v) for k, v in self.match.items()},
             "soc": self.soc,
             "gpu": self.gpu,
@@ -101,7 +105,7 @@ class DeviceProfile:
 
 
 KNOWN_KEYS = {
-    "name", "display", "aliases", "match", "soc", "gpu", "ram_gb", "clusters", "modes",
+    "name", "display", "aliases", "names", "match", "soc", "gpu", "ram_gb", "clusters", "modes",
     "default_mode", "delegates", "paper_lut", "statistic",
 }
 DELEGATES = ("xnnpack", "gpu", "nnapi", "cpu")
@@ -179,6 +183,7 @@ def parse_profile(data: dict, source: str = "<dict>") -> DeviceProfile:
         name=name,
         display=str(data.get("display") or name),
         aliases=tuple(str(a).lower() for a in data.get("aliases") or []),
+        names=tuple(str(a) for a in data.get("names") or []),
         match=match,
         soc=str(data.get("soc") or ""),
         gpu=str(data.get("gpu") or ""),
@@ -221,16 +226,44 @@ def list_profiles(extra_dirs: list[Path] | None = None) -> dict[str, DeviceProfi
     return out
 
 
+def normalize_name(name: str) -> str:
+    """How device names compare: case, spaces, dashes, underscores and an AI Hub-style
+    "(Family)" suffix do not matter ("Google Pixel 4 (Family)" = "google-pixel-4")."""
+    name = re.sub(r"\((?:family|proxy)\)", "", name.lower())
+    return re.sub(r"[\s_\-]+", "", name)
+
+
+def profile_names(p: DeviceProfile) -> list[str]:
+    """Every name a profile answers to: its name, aliases, names, display name, SoC."""
+    out = [p.name, *p.aliases, *p.names, p.display, re.sub(r"\s*\(.*\)", "", p.display)]
+    if p.soc and not p.is_host:
+        out += [p.soc, re.sub(r"\s*\(.*\)", "", p.soc)]
+    return out
+
+
 def get_profile(name: str) -> DeviceProfile:
-    """A profile by name or alias (case-insensitive)."""
+    """A profile by any name it answers to (see :func:`profile_names`), case-insensitively;
+    an unknown name gets the close matches."""
     profiles = list_profiles()
-    key = name.lower()
-    for p in profiles.values():
-        if key == p.name.lower() or key in p.aliases:
-            return p
+    key = normalize_name(name)
+    hits = [p for p in profiles.values() if key in {normalize_name(n) for n in
+                                                      profile_names(p)}]
+    if len({p.name for p in hits}) == 1:
+        return hits[0]
+    if hits:
+        raise ProfileError(f"device name {name!r} is ambiguous: it names "
+                           f"{', '.join(sorted({p.name for p in hits}))}; use one of those")
+    import difflib
+
+    every = {n: p.name for p in profiles.values() for n in profile_names(p)}
+    close = difflib.get_close_matches(name, list(every), n=4, cutoff=0.5)
+    close += [n for n in every if key and key in normalize_name(n) and n not in close][:4]
+    hint = (f"; did you mean {', '.join(f'{c!r} ({every[c]})' for c in close[:4])}?" if close
+            else ".")
     raise ProfileError(
-        f"unknown device {name!r}; known: {', '.join(sorted(profiles))}. To add a phone, copy "
-        f"{HERE / 'pixel4.yaml'} into {user_dirs()[0]} and edit it"
+        f"unknown device {name!r}{hint} Known: {', '.join(sorted(profiles))} (`evit devices` "
+        f"lists every name they answer to). To add a phone, copy {HERE / 'pixel4.yaml'} into "
+        f"{user_dirs()[0]} and edit it"
     )
 
 

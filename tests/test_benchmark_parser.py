@@ -119,3 +119,76 @@ def test_op_csv_and_flags_round_trip():
     flags = parse_flags(f.argv())
     assert flags["graph"] == "/data/local/tmp/a b.tflite" and flags["num_threads"] == "4"
     assert flags["min_secs"] == "0" and flags["enable_op_profiling"] == "true"
+
+
+# -- real outputs of many versions: fixtures/benchmark_model/real (figures read by hand) ----
+
+REAL = FIX / "real"
+HEADER = ("source", "version", "kind", "expected", "note")
+SCALARS = {"init_us": "init_us", "first_inference_us": "first_us",
+           "warmup_avg_us": "warmup_avg_us", "inference_avg_us": "inference_avg_us",
+           "init_session_ms": "init_session_ms", "model_size_mb": "model_size_mb",
+           "memory_init_mb": "memory_init_mb", "memory_overall_mb": "memory_overall_mb",
+           "peak_init_mb": "peak_init_mb", "peak_overall_mb": "peak_overall_mb",
+           "peak_memory_mb": "peak_memory_mb", "delegated_nodes": "delegated_nodes",
+           "total_nodes": "total_nodes", "partitions": "partitions",
+           "delegate_kernels": "delegate_kernels", "fully_delegated": "fully_delegated"}
+
+
+def real_fixture(path: Path) -> tuple[dict, str]:
+    import json
+
+    lines = path.read_text().split("\n")
+    hdr: dict = {}
+    i = 0
+    while i < len(lines) and any(lines[i].startswith(f"# {k}:") for k in HEADER):
+        key, _, value = lines[i][2:].partition(":")
+        hdr.setdefault(key, value.strip())
+        i += 1
+    return {**hdr, "expected": json.loads(hdr["expected"])}, "\n".join(lines[i:])
+
+
+REAL_FILES = sorted(REAL.glob("*.txt"))
+
+
+def test_the_real_outputs_span_versions_and_kinds():
+    heads = [real_fixture(p)[0] for p in REAL_FILES]
+    assert len(heads) >= 25
+    stated = {h["version"].split("(")[0].strip() for h in heads
+              if not h["version"].startswith("unknown")}
+    assert len(stated) >= 6, stated
+    kinds = {h["kind"] for h in heads}
+    assert {"cpu", "xnnpack", "gpu", "nnapi", "op_profiling", "logcat", "failure"} <= kinds
+    reasons = {h["expected"].get("failure") for h in heads} - {None}
+    assert {"delegate_failed", "segfault", "truncated", "allocate_tensors", "exec_format",
+            "bad_flags"} <= reasons
+
+
+@pytest.mark.parametrize("path", REAL_FILES, ids=[p.name[:2] for p in REAL_FILES])
+def test_real_output_parses_to_the_figures_read_by_hand(path):
+    hdr, text = real_fixture(path)
+    exp = hdr["expected"]
+    if "failure" in exp:  # a failed run is recognised, with its reason, never a result
+        with pytest.raises(BenchmarkParseError) as e:
+            parse_output(text)
+        assert e.value.reason == exp["failure"], str(e.value)
+        if "failure_text" in exp:
+            assert any(exp["failure_text"] in ln for ln in e.value.lines), e.value.lines
+        return
+    o = parse_output(text)
+    for section in ("runs", "warmup", "profiler"):
+        got = getattr(o, section)
+        for k, v in exp.get(section, {}).items():
+            assert got is not None and getattr(got, k) == pytest.approx(v), f"{section}.{k}"
+    for k, attr in SCALARS.items():
+        if k in exp:
+            assert getattr(o, attr) == pytest.approx(exp[k]), k
+    if "delegate" in exp:
+        assert o.applied == (None if exp["delegate"] == "none" else exp["delegate"])
+    for k, v in exp.get("litert", {}).items():
+        assert o.litert.get(k) == pytest.approx(v), f"litert.{k}"
+    # evit leaves AllocateTensors out of the op list (it is no op of the graph)
+    want_ops = [w for w in exp.get("ops", []) if w["node_type"] != "AllocateTensors"]
+    for got, want in zip(o.ops, want_ops):
+        assert (got.node_type, got.avg_ms) == (want["node_type"], pytest.approx(want["avg_ms"]))
+    assert len(o.ops) >= len(want_ops)

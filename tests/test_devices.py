@@ -502,3 +502,16 @@ def test_evit_profile_refuses_zero_runs_or_repeats(capsys):
     assert "--subnet-repeats -2: give 1 or more" in capsys.readouterr().err
     assert profile_cli.main(["--device", "host", "--subnet-min-secs", "99"]) == 2
     assert "--subnet-min-secs 99: give 0-60 seconds" in capsys.readouterr().err
+
+
+def test_devices_answer_to_the_names_users_type():
+    for name, want in [("Google Pixel 4", "pixel4"), ("google-pixel-6 (Family)", "pixel6"),
+                       ("Snapdragon 855", "pixel4"), ("Google Tensor", "pixel6"),
+                       ("Qualcomm Snapdragon 888 (SM8350)", "xiaomi11"), ("pixel6_lut", "pixel6"),
+                       ("cortexA76cpu_tflite21", "pixel4"), ("Pixel XL", "pixel1"),
+                       ("flame", "pixel4"), ("CPU", "host")]:
+        assert get_profile(name).name == want, name
+    with pytest.raises(ProfileError, match=r"did you mean 'Snapdragon 855' \(pixel4\)"):
+        get_profile("Snapdragon 8555")
+    with pytest.raises(ProfileError, match="unknown device 'iphone'. Known"):
+        get_profile("iphone")

@@ -387,3 +387,43 @@ def test_build_all_converts_what_is_missing_whole_subnets_first(tmp_path, monkey
     built.clear()
     build_all([ks[0]], 2, lines.append)  # all in the cache: no worker starts
     assert built == [] and len(lines) == 4
+
+
+def test_single_prediction_equals_the_vectorized_one():
+    from toolkit.latency import load_predictor
+    from toolkit.space import SearchSpace
+
+    sp = SearchSpace(5)
+    archs = [sp.sample() for _ in range(1500)] + [SPACE.min(), SPACE.max()]
+    for dev in ("pixel1", "pixel4", "pixel6", "xiaomi11"):
+        p = load_predictor(dev)
+        vec = p.predict_encoded(SPACE.encode_many(archs))
+        fresh = load_predictor(dev)  # single calls first: its kernel caches start empty
+        one = np.array([fresh.predict(a) for a in archs])
+        assert np.allclose(one, vec, rtol=1e-12, atol=1e-9), dev
+
+
+def test_evit_predict_named_model_arch_files_and_devices(tmp_path, capsys):
+    from toolkit.cli.main import main as evit_main
+
+    assert evit_main(["predict", "--model", "elasticvit_s1", "--device", "Google Pixel 4",
+                      "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) == 1 and rows[0]["device"] == "pixel4"
+    assert 19 < rows[0]["latency_ms"] < 23  # the paper's Table 2: 21.0 ms on a Pixel 4
+    assert evit_main(["predict", "--model", "elasticvit_s1"]) == 0  # every device: a table
+    out = capsys.readouterr().out
+    assert all(d in out for d in ("pixel1", "pixel4", "pixel6", "xiaomi11"))
+    lines = tmp_path / "many.jsonl"
+    lines.write_text('{"name": "a", "arch": ' + SPACE.min().to_json() + '}\n\n'
+                     + SPACE.max().to_json() + "\n")
+    assert evit_main(["predict", "--archs", str(lines), "--device", "Snapdragon 888",
+                      "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["subnet"] for r in rows] == ["a", "line 3"] and rows[0]["latency_ms"] < \
+        rows[1]["latency_ms"]
+    lines.write_text('{"arch": {"resolution": 999}}\n')
+    assert evit_main(["predict", "--archs", str(lines)]) == 2
+    assert "line 1" in capsys.readouterr().err
+    assert evit_main(["predict", "--model", "elasticvit_s1", "--device", "Pixel 7"]) == 2
+    assert "did you mean 'Pixel 6' (pixel6)" in capsys.readouterr().err

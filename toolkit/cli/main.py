@@ -121,10 +121,43 @@ def cmd_devices(args: argparse.Namespace) -> int:
               " `--device host` always works)")
     for d in attached:
         print(f"  {d.describe()}")
-    print("profiles:")
+    print("profiles (any name listed works wherever a device is asked for):")
     for p in profiles.values():
         modes = ", ".join(f"{k}={m.mask}/{m.threads}t" for k, m in p.modes.items())
-        print(f"  {p.name:<10} {p.display:<38} modes: {modes}")
+        print(f"  {p.name:<10} {p.display:<38} predictor: {_predictor_kind(p.name)}")
+        print(f"  {'':<10} modes: {modes}")
+        names = ", ".join(dict.fromkeys([*p.names, *p.aliases]))
+        if names:
+            print(f"  {'':<10} names: {names}")
+    return 0
+
+
+def _predictor_kind(device: str) -> str:
+    """'installed' (a campaign's, in the user's folder), 'shipped' or 'none'."""
+    from device_profiles import PREDICTORS
+    from toolkit.latency import predictor_path
+
+    path = predictor_path(device)
+    if path is None:
+        return "none"
+    return "shipped" if path.parent.resolve() == Path(PREDICTORS).resolve() else "installed"
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from toolkit.latency.predict import predict_table
+
+    rows = predict_table(args.model, args.arch, args.archs, args.device)
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    devices = list(dict.fromkeys(r["device"] for r in rows))
+    subnets = list(dict.fromkeys(r["subnet"] for r in rows))
+    ms = {(r["subnet"], r["device"]): r["latency_ms"] for r in rows}
+    mf = {r["subnet"]: r["mflops"] for r in rows}
+    width = max([len(s) for s in subnets] + [6])
+    print(f"{'subnet':<{width}} {'MFLOPs':>8}" + "".join(f" {d:>10}" for d in devices))
+    for s in subnets:
+        print(f"{s:<{width}} {mf[s]:>8.1f}" + "".join(f" {ms[(s, d)]:>7.2f} ms" for d in devices))
     return 0
 
 
@@ -229,6 +262,18 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--no-start-server", action="store_true",
                    help="do not start an adb server if none is running")
     d.set_defaults(func=cmd_devices)
+    pr = sub.add_parser("predict", formatter_class=fmt,
+                        help="predicted latency of subnets on devices with a latency predictor")
+    what = pr.add_mutually_exclusive_group(required=True)
+    what.add_argument("--model", help="a named model (e.g. elasticvit_s1)")
+    what.add_argument("--arch", help="an arch JSON file")
+    what.add_argument("--archs", help="a file of many subnets, one JSON per line (arch objects, "
+                                      "or objects with an 'arch' key, e.g. `evit sample`'s)")
+    pr.add_argument("--device", default="all",
+                    help="a device by any of its names (e.g. 'Google Pixel 4'), or all: every "
+                         "device with a shipped or installed predictor")
+    pr.add_argument("--json", action="store_true", help="rows as JSON")
+    pr.set_defaults(func=cmd_predict)
     i = sub.add_parser("import-release", formatter_class=fmt,
                        help="read the ElasticViT release's supernet checkpoint into an evit "
                             "supernet checkpoint (layout release)")
@@ -255,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ArchError, KeyError, CheckpointError) as e:
+    except (ArchError, KeyError, CheckpointError, ValueError) as e:
         print(f"evit {args.command}: error: {e.args[0] if e.args else e}", file=sys.stderr)
         return 2
 

@@ -33,6 +33,13 @@ CONV_STAGES = (("mbv2_1", 1, False), ("mbv2", 2, False), ("mbv3", 2, True))
 T_STAGES = (("t1", 2), ("t2", 1), ("t3", 2), ("t4", 2))
 
 
+_MAX_DEPTH = {c.split(".")[0]: max(ch) for c, ch in zip(COLUMNS, SPACE.choices)
+              if c.endswith(".depth")}
+# code = sum(field value x the product of the radices after it): mixed-radix digits
+_FIELD_MULT = tuple((f, int(np.prod(RADIX[i + 1:], dtype=np.int64)))
+                    for i, f in enumerate(FIELDS))
+
+
 def encode_code(t: dict) -> np.ndarray:
     code = np.zeros(np.shape(t["hw"]), dtype=np.int64)
     for f, r in zip(FIELDS, RADIX):
@@ -60,9 +67,25 @@ def kernel_slots(enc: np.ndarray, convention: str = "table") -> list[tuple[dict,
     enc = np.atleast_2d(np.asarray(enc, dtype=np.int64))
     col = {name: enc[:, j] for j, name in enumerate(COLUMNS)}
     n = len(enc)
-    one = np.ones(n, dtype=bool)
-    z = np.zeros(n, dtype=np.int64)
-    slots: list[tuple[dict, np.ndarray]] = []
+    return _slots(col, np.zeros(n, dtype=np.int64), np.ones(n, dtype=bool), convention)
+
+
+def kernel_codes_one(row, convention: str = "table") -> list[int]:
+    """The active kernels' codes of one encoded subnet, in plain Python (no numpy: a single
+    prediction costs microseconds, not the milliseconds of the vectorized path on one row);
+    the same ``_slots`` code as :func:`kernel_codes`, so the two cannot disagree."""
+    if convention not in CONVENTIONS:
+        raise ValueError(f"convention = {convention!r}; choose one of {', '.join(CONVENTIONS)}")
+    col = dict(zip(COLUMNS, (int(v) for v in row)))
+    return [sum(t.get(f, 0) * m for f, m in _FIELD_MULT)
+            for t, _ in _slots(col, 0, True, convention, active_only=True)]
+
+
+def _slots(col: dict, z, one, convention: str,
+           active_only: bool = False) -> list[tuple[dict, object]]:
+    """Kernel slots over columns that are arrays (z, one: zeros and ones of their length) or
+    Python ints (z = 0, one = True; ``active_only``: the subnet's own layers only)."""
+    slots: list[tuple[dict, object]] = []
     res = col["resolution"]
     slots.append(({"kind": z + 0, "hw": res, "cin": z + 3, "cout": col["stem_width"],
                    "kernel": z + 3, "stride": z + 2}, one))
@@ -71,8 +94,7 @@ def kernel_slots(enc: np.ndarray, convention: str = "table") -> list[tuple[dict,
         depth, width = col[f"{name}.depth"], col[f"{name}.width"]
         expand = col.get(f"{name}.expand", z + 1)
         kernel = col[f"{name}.kernel"]
-        max_depth = max(SPACE.choices[COLUMNS.index(f"{name}.depth")])
-        for j in range(max_depth):
+        for j in range(depth if active_only else _MAX_DEPTH[name]):
             s = stride if j == 0 else 1
             slots.append(({"kind": z + 1, "hw": hw, "cin": cin if j == 0 else width,
                            "cout": width, "expand": expand, "kernel": kernel, "stride": z + s,
@@ -87,8 +109,7 @@ def kernel_slots(enc: np.ndarray, convention: str = "table") -> list[tuple[dict,
                        "kernel": z + 3, "stride": z + stride, "se": z + 1}, one))
         if stride == 2:
             hw = _half(hw, convention, ceil=True)
-        max_depth = max(SPACE.choices[COLUMNS.index(f"{name}.depth")])
-        for j in range(max_depth):
+        for j in range(depth if active_only else _MAX_DEPTH[name]):
             active = depth > j
             slots.append(({"kind": z + 3, "hw": hw, "cin": width, "cout": width, "v": v}, active))
             slots.append(({"kind": z + 4, "hw": hw, "cin": width, "cout": width, "mlp": mlp},

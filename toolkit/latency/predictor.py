@@ -27,7 +27,18 @@ import numpy as np
 
 from toolkit.space import SPACE, ArchConfig
 
-from .kernels import FEATURES, KINDS, MONOTONE, Kernel, feature_matrix, kernel_codes
+from .kernels import (
+    FEATURES,
+    KINDS,
+    MONOTONE,
+    RADIX,
+    Kernel,
+    feature_matrix,
+    kernel_codes,
+    kernel_codes_one,
+)
+
+_KIND_DIV = int(np.prod(RADIX[1:], dtype=np.int64))
 
 FORMAT, VERSION = "evit-latency-predictor", 3
 
@@ -190,6 +201,7 @@ class LatencyPredictor:
         self.provenance = dict(provenance or {})
         self._codes = np.zeros(0, dtype=np.int64)  # sorted cache of kernel predictions
         self._ms = np.zeros(0)
+        self._one: dict[int, float] = {}  # the same, for single predictions
 
     # -- training --------------------------------------------------------------------------
     @classmethod
@@ -309,7 +321,29 @@ class LatencyPredictor:
         return out
 
     def predict(self, arch: ArchConfig) -> float:
-        return float(self.predict_encoded(SPACE.encode(arch)[None])[0])
+        """Latency in ms of one subnet: the same figure as ``predict_encoded``, in plain
+        Python (tens of microseconds once its kernels have been seen)."""
+        row = SPACE.encode(arch)
+        codes = kernel_codes_one(row, self.convention)
+        cache = self._one
+        if any(c not in cache for c in codes):
+            ms = self.predict_kernels(np.array(codes, dtype=np.int64))
+            cache.update(zip(codes, ms.tolist()))
+        if self._uniform_kinds:
+            total = sum(cache[c] for c in codes)
+        else:
+            scale = [self.kind_scale[k] for k in KINDS]
+            total = sum(cache[c] * scale[c // _KIND_DIV] for c in codes)
+        out = self.scale * total + self.offset_ms
+        if self.ms_per_mb:
+            from toolkit.flops import params
+
+            out += self.ms_per_mb * params(arch, self.weight_classes) * 4e-6
+        return float(out)
+
+    @property
+    def _uniform_kinds(self) -> bool:
+        return all(v == 1.0 for v in self.kind_scale.values())
 
     def predict_kernel(self, kernel: Kernel) -> float:
         return float(self.predict_kernels(np.array([kernel.code]))[0])
