@@ -217,3 +217,21 @@ def test_a_models_own_per_layer_overrides_the_suites(tmp_path, conv_tflite, caps
     with ResultStore(store) as st:
         ops = {r.meta["model"]: len(r.op_rows) for r in st.results()}
     assert ops["conv"] > 0 and ops["plain"] == 0
+
+
+def test_compare_flags_memory_and_delegation_regressions():
+    def e(ms, peak=None, deleg=None):
+        return Entry("m", "pixel4", "s", "gold-1t", ms, 0.1, 5, "bm", "b", 1, "70", "median",
+                     peak, deleg)
+
+    assert compare([e(10, 50.0)], [e(10, 54.0)])[0].status == "unchanged"  # +8%: noise
+    row = compare([e(10, 50.0)], [e(10, 60.0)])[0]
+    assert row.status == "regression" and "peak memory 50.0 -> 60.0 MB" in row.notes[0]
+    row = compare([e(10, None, "gpu 49/49")], [e(10, None, "gpu 40/49")])[0]
+    assert row.status == "regression" and "delegation gpu 49/49 -> gpu 40/49" in row.notes[0]
+    assert compare([e(10, None, "xnnpack 9/9")], [e(10, None, "none")])[0].status == "regression"
+    old = Entry("m", "pixel4", "s", "gold-1t", 10, 0.1, 5, "bm", "b", 1, "70")  # old baseline
+    assert compare([old], [e(10, 60.0)])[0].status == "unchanged"
+    from toolkit.bench.compare import markdown
+
+    assert "peak memory (MB)" in markdown([row], "a", "b")

@@ -515,3 +515,86 @@ def test_devices_answer_to_the_names_users_type():
         get_profile("Snapdragon 8555")
     with pytest.raises(ProfileError, match="unknown device 'iphone'. Known"):
         get_profile("iphone")
+
+
+# -- memory and delegation in every result ---------------------------------------------------
+
+def test_host_results_carry_peak_memory_and_delegation(tiny_tflite, tmp_path):
+    from toolkit.devices.measure import summary
+
+    with ResultStore(tmp_path / "r.sqlite") as store:
+        r = measure(HostDevice(), tiny_tflite, RunSpec(warmup_runs=1, num_runs=5, repeats=2,
+                                                       max_cooldown_s=0), store=store)
+        back = store.get(r.id)
+    assert r.peak_memory_mb and r.peak_memory_mb > 10  # the process's peak resident set
+    assert (r.applied_delegate, r.partitions) == ("xnnpack", 1)
+    assert r.delegated_nodes == r.total_nodes >= 4
+    assert (back.peak_memory_mb, back.applied_delegate, back.delegated_nodes) == (
+        r.peak_memory_mb, "xnnpack", r.delegated_nodes)
+    assert "memory: peak" in summary(r) and "xnnpack" in summary(r)
+    plain = measure(HostDevice(), tiny_tflite, RunSpec(warmup_runs=1, num_runs=3, repeats=1,
+                                                       delegate="cpu", max_cooldown_s=0))
+    assert plain.applied_delegate is None and plain.peak_memory_mb  # TFLite's own kernels
+
+
+def test_a_delegate_that_does_not_apply_is_an_error_and_a_partial_one_a_flag(tmp_path):
+    from converters import convert_tflite
+    from toolkit.devices.benchmark_model import parse_output
+    from toolkit.devices.measure import _record_memory_and_delegation
+
+    class ArgMax(torch.nn.Module):  # ARG_MAX: no XNNPACK kernel
+        def forward(self, x):
+            return torch.relu(x * 2.0).argmax(dim=1).float() + 1.0
+
+    path = tmp_path / "argmax.tflite"
+    convert_tflite(ArgMax().eval(), (torch.randn(1, 8, 4),), path)
+    r = measure(HostDevice(), path, RunSpec(warmup_runs=1, num_runs=3, repeats=1,
+                                            max_cooldown_s=0))
+    assert r.applied_delegate == "xnnpack" and r.delegated_nodes < r.total_nodes
+    assert any("ran on the CPU kernels" in f for f in r.flags), r.flags
+    out = parse_output("INFO: Replacing 0 out of 49 node(s) with delegate (TfLiteGpuDelegateV2) "
+                       "node, yielding 0 partitions for subgraph 0.\nINFO: count=5 first=1 "
+                       "curr=1 min=1 max=1 avg=1 std=0\n")
+    with pytest.raises(DeviceError, match=r"gpu delegate did not apply \(0 of 49 nodes"):
+        _record_memory_and_delegation(_result(), out, "gpu")
+
+
+def test_accelerators_map_to_benchmark_model_flags_and_are_checked_first(tiny_tflite, capsys):
+    from toolkit.cli.profile import resolve_delegate
+
+    assert "--use_gpu=true" in RunSpec(delegate="gpu").flags("m", 1).argv()
+    assert "--use_nnapi=true" in RunSpec(delegate="nnapi").flags("m", 1).argv()
+    argv = RunSpec().flags("m", 1).argv()
+    assert "--report_peak_memory_footprint=true" in argv and "--use_gpu=true" not in argv
+    assert resolve_delegate("gpu", None, get_profile("pixel4")) == "gpu"
+    assert resolve_delegate("cpu", None, get_profile("pixel4")) == "xnnpack"
+    with pytest.raises(ValueError, match="pixel4 has no nnapi accelerator"):
+        resolve_delegate("nnapi", None, get_profile("pixel4"))
+    assert profile_cli.main(["--device", "host", "--model", str(tiny_tflite), "--accelerator",
+                             "gpu"]) == 1
+    assert "LiteRT on its CPU only" in capsys.readouterr().err
+
+
+def test_a_schema_1_store_gains_the_new_columns(tmp_path):
+    import sqlite3
+
+    from toolkit.devices.store import ADDED_COLUMNS, SCHEMA
+
+    old = SCHEMA
+    for name, _ in ADDED_COLUMNS:  # the schema-1 table: without the added columns
+        old = old.replace(f"    {name} REAL,", "").replace(f" {name} INTEGER,", "")
+    old = old.replace("    applied_delegate TEXT,         -- the delegate that ran nodes (none: "
+                      "the CPU kernels)\n", "").replace(
+        "    delegated_nodes INTEGER, total_nodes INTEGER, partitions INTEGER,\n", "")
+    path = tmp_path / "v1.sqlite"
+    db = sqlite3.connect(path)
+    db.executescript(old)
+    assert "peak_memory_mb" not in {r[1] for r in db.execute("PRAGMA table_info(results)")}
+    db.execute("INSERT INTO meta VALUES ('schema_version', '1')")
+    db.commit()
+    db.close()
+    with ResultStore(path) as store:
+        rid = store.add(_result(peak_memory_mb=12.5, applied_delegate="xnnpack"))
+        assert store.get(rid).peak_memory_mb == 12.5
+    with ResultStore(path) as store:  # and opens again as schema 2
+        assert store.db.execute("SELECT value FROM meta").fetchone()[0] == "2"

@@ -27,6 +27,7 @@ from toolkit.devices.store import ResultStore
 
 MIN_REL = 0.05
 K_SIGMA = 3.0
+MEM_REL, MEM_MIN_MB = 0.10, 1.0  # peak memory: +10% and at least 1 MB is a regression
 
 
 @dataclass
@@ -43,6 +44,8 @@ class Entry:
     threads: int
     mask: str
     statistic: str = "median"
+    peak_mb: float | None = None  # peak memory footprint (None: not reported)
+    delegated: str | None = None  # e.g. "xnnpack 716/716" (None: not reported)
 
     @property
     def key(self) -> tuple:
@@ -63,6 +66,7 @@ class Row:
     status: str  # regression | improvement | unchanged | new | missing | not comparable
     delta_rel: float = float("nan")
     threshold_rel: float = float("nan")
+    notes: tuple[str, ...] = ()  # memory / delegation findings
 
     @property
     def name(self) -> str:
@@ -93,9 +97,14 @@ def entries_from_store(store: ResultStore, run_id: str) -> list[Entry]:
             std = statistics.stdev(mins) / len(mins) ** 0.5 if len(mins) > 1 else 0.0
         elif stat == "best":
             stat = "median"  # the output had no min=: the median is all there is
+        deleg = None
+        if r.applied_delegate is not None:
+            deleg = r.applied_delegate + (f" {r.delegated_nodes}/{r.total_nodes}"
+                                          if r.total_nodes is not None else "")
         out.append(Entry(r.meta.get("model", r.model_name), r.device, r.serial,
                          r.meta.get("mode", r.mode), value, std, r.repeats,
-                         r.runtime, r.binary_sha256, r.threads, r.mask, stat))
+                         r.runtime, r.binary_sha256, r.threads, r.mask, stat,
+                         r.peak_memory_mb, deleg))
     return out
 
 
@@ -155,8 +164,36 @@ def compare(base: list[Entry], head: list[Entry], min_rel: float = MIN_REL,
         delta = eh.median_ms - eb.median_ms
         status = ("regression" if delta > thr else "improvement" if delta < -thr
                   else "unchanged")
-        rows.append(Row(eb, eh, status, delta / eb.median_ms, thr / eb.median_ms))
+        notes = _memory_and_delegation(eb, eh)
+        if notes and status != "regression":
+            status = "regression"
+        rows.append(Row(eb, eh, status, delta / eb.median_ms, thr / eb.median_ms, notes))
     return rows
+
+
+def _fraction(d: str | None) -> float | None:
+    try:
+        n, m = d.rsplit(" ", 1)[1].split("/")
+        return int(n) / int(m) if int(m) else None
+    except (AttributeError, IndexError, ValueError):
+        return None
+
+
+def _memory_and_delegation(eb: Entry, eh: Entry) -> tuple[str, ...]:
+    """Regressions besides latency: peak memory up by more than MEM_REL (and MEM_MIN_MB),
+    fewer nodes on the delegate, or another delegate."""
+    notes = []
+    if eb.peak_mb is not None and eh.peak_mb is not None:
+        grow = eh.peak_mb - eb.peak_mb
+        if grow > max(MEM_REL * eb.peak_mb, MEM_MIN_MB):
+            notes.append(f"peak memory {eb.peak_mb:.1f} -> {eh.peak_mb:.1f} MB "
+                         f"({100 * grow / max(eb.peak_mb, 1e-9):+.0f}%)")
+    if eb.delegated and eh.delegated:
+        fb, fh = _fraction(eb.delegated), _fraction(eh.delegated)
+        if eb.delegated.split()[0] != eh.delegated.split()[0] or (
+                fb is not None and fh is not None and fh < fb):
+            notes.append(f"delegation {eb.delegated} -> {eh.delegated}")
+    return tuple(notes)
 
 
 def markdown(rows: list[Row], base_name: str, head_name: str) -> str:
@@ -164,15 +201,20 @@ def markdown(rows: list[Row], base_name: str, head_name: str) -> str:
             "new": "new", "missing": "missing", "not comparable": "⚠️ not comparable"}
     out = [f"### evit-bench: {head_name} vs {base_name}", "",
            "| model | device | mode | figure | base (ms) | head (ms) | change | noise threshold "
-           "| status |", "|---|---|---|---|---|---|---|---|---|"]
+           "| peak memory (MB) | delegation | status |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         e = r.head or r.base
         bm = f"{r.base.median_ms:.4g}" if r.base else "–"
         hm = f"{r.head.median_ms:.4g}" if r.head else "–"
         ch = f"{100 * r.delta_rel:+.1f}%" if not math.isnan(r.delta_rel) else "–"
         th = f"±{100 * r.threshold_rel:.1f}%" if not math.isnan(r.threshold_rel) else "–"
+        mem = " -> ".join(f"{x.peak_mb:.1f}" if x and x.peak_mb is not None else "–"
+                          for x in (r.base, r.head))
+        dl = (r.head or r.base).delegated or "–"
+        st = icon[r.status] + ("".join(f"; {n}" for n in r.notes))
         out.append(f"| {e.name} | {e.device} ({e.serial}) | {e.mode} | {e.statistic} | {bm} | "
-                   f"{hm} | {ch} | {th} | {icon[r.status]} |")
+                   f"{hm} | {ch} | {th} | {mem} | {dl} | {st} |")
     n = sum(r.status == "regression" for r in rows)
     out += ["", f"{n} regression(s) among {len(rows)} comparisons."]
     return "\n".join(out)
@@ -184,7 +226,8 @@ def junit(rows: list[Row]) -> str:
         name = quoteattr(r.name)
         if r.status == "regression":
             msg = (f"{r.base.median_ms:.4g} ms -> {r.head.median_ms:.4g} ms "
-                   f"({100 * r.delta_rel:+.1f}%, threshold {100 * r.threshold_rel:.1f}%)")
+                   f"({100 * r.delta_rel:+.1f}%, threshold {100 * r.threshold_rel:.1f}%)"
+                   + "".join(f"; {n}" for n in r.notes))
             cases.append(f'  <testcase classname="evit-bench" name={name}>'
                          f'<failure message={quoteattr(msg)}>{escape(msg)}</failure></testcase>')
         elif r.status in ("missing", "not comparable"):

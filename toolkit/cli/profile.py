@@ -58,6 +58,25 @@ def open_device(name: str, serial: str | None = None, binary=None, adb_port: int
     return AdbDevice(c, ready[0].serial, profile=ready[0].profile, binary=binary)
 
 
+ACCELERATORS = ("cpu", "gpu", "nnapi")
+
+
+def resolve_delegate(accelerator: str | None, delegate: str | None, profile) -> str:
+    """The delegate to measure with: ``--accelerator`` (cpu = XNNPACK) or ``--delegate``,
+    refused before any work when the device's profile does not list it."""
+    if accelerator and delegate:
+        raise ValueError("give --accelerator or --delegate, not both")
+    d = {"cpu": "xnnpack", "gpu": "gpu", "nnapi": "nnapi"}[accelerator] if accelerator \
+        else (delegate or "xnnpack")
+    allowed = set(profile.delegates) | {"xnnpack", "cpu"}
+    if d not in allowed:
+        what = "this machine runs LiteRT on its CPU only" if profile.is_host else \
+            f"its profile lists {', '.join(profile.delegates)}"
+        raise ValueError(f"{profile.name} has no {d} accelerator ({what}); choose one of "
+                         f"{', '.join(sorted(allowed))}")
+    return d
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="evit-profile", description=__doc__.split("\n\n")[0],
@@ -86,7 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a campaign's whole subnets: seconds per invocation (default: "
                    "--min-secs)")
     p.add_argument("--per-layer", action="store_true", help="also profile every op")
-    p.add_argument("--delegate", default="xnnpack", choices=["xnnpack", "cpu", "gpu"])
+    p.add_argument("--accelerator", choices=ACCELERATORS, default=None,
+                   help="cpu (XNNPACK), gpu (--use_gpu) or nnapi (--use_nnapi); checked "
+                        "against the device profile's delegates (default: cpu)")
+    p.add_argument("--delegate", default=None, choices=["xnnpack", "cpu", "gpu", "nnapi"],
+                   help="the delegate itself: xnnpack, cpu (TFLite's own kernels, no "
+                        "XNNPACK), gpu, nnapi (default: xnnpack)")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds per invocation")
     p.add_argument("--max-cooldown", type=float, default=120.0,
                    help="seconds to wait for a throttled phone to cool down")
@@ -232,10 +256,11 @@ def main(argv: list[str] | None = None) -> int:
         device = open_device(args.device, args.serial, binary, args.adb_port)
         if not args.model:
             return campaign(args, device)
+        delegate = resolve_delegate(args.accelerator, args.delegate, device.profile)
         spec = RunSpec(mode=args.mode, mask=args.mask, threads=args.threads,
                        warmup_runs=args.warmup, num_runs=args.runs or 50,
                        repeats=args.repeats or 5, min_secs=args.min_secs,
-                       op_profiling=args.per_layer, delegate=args.delegate,
+                       op_profiling=args.per_layer, delegate=delegate,
                        timeout_s=args.timeout, max_cooldown_s=args.max_cooldown)
         with ResultStore(args.store) as store:
             result = measure(device, args.model, spec, store=store, label=args.label,

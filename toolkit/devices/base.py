@@ -75,7 +75,7 @@ class RunSpec:
             graph=graph, num_threads=threads, warmup_runs=self.warmup_runs,
             num_runs=self.num_runs, min_secs=self.min_secs, enable_op_profiling=self.op_profiling,
             profiling_output_csv_file=csv, use_gpu=self.delegate == "gpu",
-            use_xnnpack=self.delegate == "xnnpack",
+            use_nnapi=self.delegate == "nnapi", use_xnnpack=self.delegate == "xnnpack",
         )
 
 

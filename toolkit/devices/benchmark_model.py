@@ -75,8 +75,9 @@ FAILURES: tuple[tuple[str, re.Pattern], ...] = (
         r"Couldn't get node and registration info|delegate \w* ?failed to apply|"
         r"Restored original execution plan after delegate application failure", re.I)),
     ("allocate_tensors", re.compile(r"Failed to allocate tensors")),
+    # ("Unconsumed cmdline flags" is a warning: builds older than a flag ignore it and run)
     ("bad_flags", re.compile(r"must match the number of items in --input_layer|Unknown command "
-                             r"line flag|Invalid value for flag|Unconsumed cmdline flags")),
+                             r"line flag|Invalid value for flag")),
     ("benchmark_failed", re.compile(r"Benchmarking failed")),
 )
 _SIZE = re.compile(r"The input model file size \(MB\): (" + _NUM + r")")
@@ -435,6 +436,8 @@ class BenchmarkFlags:
     profiling_output_csv_file: str | None = None
     use_gpu: bool = False
     use_xnnpack: bool = True
+    use_nnapi: bool = False
+    report_peak_memory: bool = True  # --report_peak_memory_footprint (older builds ignore it)
 
     def argv(self) -> list[str]:
         a = [
@@ -452,8 +455,12 @@ class BenchmarkFlags:
                 a.append(f"--profiling_output_csv_file={self.profiling_output_csv_file}")
         if self.use_gpu:
             a.append("--use_gpu=true")
+        if self.use_nnapi:
+            a.append("--use_nnapi=true")
         if not self.use_xnnpack:
             a.append("--use_xnnpack=false")
+        if self.report_peak_memory:
+            a.append("--report_peak_memory_footprint=true")
         return a
 
 

@@ -54,6 +54,41 @@ def _interpreter(model_path: str | None, content: bytes | None, threads: int, xn
     return it
 
 
+def delegation(it) -> tuple[int, int, int]:
+    """(delegated nodes, total nodes, partitions) of an allocated interpreter's first
+    subgraph, read off its node list: LiteRT appends one DELEGATE node per partition after
+    the original nodes. An original node runs inside a partition when its outputs are a
+    partition's outputs, or feed only nodes that do (walked in reverse execution order)."""
+    ops = it._get_ops_details()
+    parts = [o for o in ops if o["op_name"] == "DELEGATE"]
+    orig = [o for o in ops if o["op_name"] != "DELEGATE"]
+    if not parts:
+        return 0, len(orig), 0
+    d_out = {int(t) for p in parts for t in p["outputs"]}
+    d_in = {int(t) for p in parts for t in p["inputs"]}
+    graph_out = {int(d["index"]) for d in it.get_output_details()}
+    consumers: dict[int, list[int]] = {}
+    for o in orig:
+        for t in o["inputs"]:
+            consumers.setdefault(int(t), []).append(int(o["index"]))
+    inside: dict[int, bool] = {}
+    for o in reversed(orig):
+        outs = [int(t) for t in o["outputs"]]
+        if any(t in d_out for t in outs):
+            inside[int(o["index"])] = True
+            continue
+        users = [u for t in outs for u in consumers.get(t, [])]
+        inside[int(o["index"])] = bool(users) and all(inside.get(u, False) for u in users) \
+            and not any(t in d_in or t in graph_out for t in outs)
+    return sum(inside.values()), len(orig), len(parts)
+
+
+def _peak_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
 def _time_runs(invoke, n: int, min_secs: float, max_secs: float) -> list[float]:
     samples: list[float] = []
     start = time.perf_counter()
@@ -227,6 +262,11 @@ def main(argv: list[str] | None = None) -> int:
     if BOOL.get(flags.get("use_gpu", "false").lower(), False):
         print("ERROR: GPU acceleration is not available on this host (LiteRT CPU only).")
         return 1
+    if BOOL.get(flags.get("use_nnapi", "false").lower(), False):
+        print("ERROR: NNAPI is Android's; this host has no NNAPI (LiteRT CPU only).")
+        return 1
+    peak_flag = BOOL.get(flags.get("report_peak_memory_footprint", "false").lower(), False)
+    rss_start = _peak_rss_mb()
     delay = float(flags.get("evit_extra_delay_us", "0")) / 1e6  # injected slowdown (tests)
     if "cpu_mask" in flags:
         mask = int(flags["cpu_mask"], 16)
@@ -250,6 +290,7 @@ def main(argv: list[str] | None = None) -> int:
         print("ERROR: Benchmarking failed.")
         return 1
     init_us = (time.perf_counter() - t0) * 1e6
+    rss_init = _peak_rss_mb()
     invoke = it.invoke
     if delay > 0:
         def invoke():  # real extra time inside the timed region: an injected regression
@@ -259,6 +300,9 @@ def main(argv: list[str] | None = None) -> int:
                 pass
     if xnnpack:
         print("INFO: Created TensorFlow Lite XNNPACK delegate for CPU.")
+        n, total, parts = delegation(it)
+        print(f"VERBOSE: Replacing {n} out of {total} node(s) with delegate "
+              f"(TfLiteXNNPackDelegate) node, yielding {parts} partitions for subgraph 0.")
     print(f"INFO: The input model file size (MB): {os.path.getsize(graph) / 1e6:.6g}")
     print(f"INFO: Initialized session in {init_us / 1000:.6g}ms.")
     print(f"INFO: Running benchmark for at least {warmup_runs} iterations and at least "
@@ -274,6 +318,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"INFO: Inference timings in us: Init: {int(init_us)}, First inference: {int(warm[0])}, "
           f"Warmup (avg): {_fmt(statistics.fmean(warm))}, "
           f"Inference (avg): {_fmt(statistics.fmean(runs))}")
+    rss_end = _peak_rss_mb()  # this process's peak resident set: Python's share included
+    print("INFO: Memory footprint delta from the start of the tool (MB): "
+          f"init={_fmt(rss_init - rss_start)} overall={_fmt(rss_end - rss_start)}")
+    if peak_flag:
+        print(f"INFO: Overall peak memory footprint (MB) via periodic monitoring: {_fmt(rss_end)}")
     sys.stdout.flush()
     if op_prof:
         with open(graph, "rb") as f:

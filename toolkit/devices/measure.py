@@ -81,6 +81,7 @@ def measure(device: Device, model: str | Path, spec: RunSpec | None = None,
             progress(f"{device.profile.name}: repeat {i + 1}/{spec.repeats}")
             text = device.run_benchmark(spec.flags(remote, threads), mask, spec.timeout_s)
             out = parse_output(text)
+            _record_memory_and_delegation(result, out, spec.delegate)
             result.repeat_rows.append(_repeat_row(out, text if i == 0 else ""))
             centers.append(out.runs.center_us / 1000)
             if out.init_us is not None:
@@ -129,6 +130,33 @@ def measure(device: Device, model: str | Path, spec: RunSpec | None = None,
     return result
 
 
+def _record_memory_and_delegation(result: Result, out, asked: str) -> None:
+    """Peak memory (the largest of the invocations) and the delegation the output reports;
+    a delegate asked for that ran no node is an error (the run measured the CPU), one that ran
+    part of the graph is flagged with the node counts."""
+    peak = out.peak_mb
+    if peak is not None:
+        result.peak_memory_mb = max(peak, result.peak_memory_mb or 0.0)
+    if result.applied_delegate is None and (out.applied or out.total_nodes is not None):
+        result.applied_delegate = out.applied or "none"
+        result.delegated_nodes, result.total_nodes = out.delegated_nodes, out.total_nodes
+        result.partitions = out.partitions
+    wanted = {"gpu": "gpu", "nnapi": "nnapi", "xnnpack": "xnnpack"}.get(asked)
+    if wanted is None or out.total_nodes is None and out.applied is None:
+        return  # plain CPU kernels asked, or the build prints no delegation lines
+    counts = (f"{out.delegated_nodes} of {out.total_nodes} nodes" if out.total_nodes is not None
+              else "no node counts printed")
+    if out.applied != wanted:
+        raise DeviceError(f"the {asked} delegate did not apply ({counts}, delegate "
+                          f"{out.applied or 'none'}): this run measured the CPU kernels, not "
+                          f"{asked}; check the model's ops against the delegate")
+    if out.fully_delegated is False:
+        flag = (f"{asked} ran {counts} in {out.partitions or '?'} partition(s); the rest ran "
+                "on the CPU kernels")
+        if flag not in result.flags:
+            result.flags.append(flag)
+
+
 def summary(r: Result) -> str:
     lines = [
         f"{r.model_name} on {r.device} ({r.serial}), {r.mode}: mask {r.mask}, "
@@ -140,6 +168,7 @@ def summary(r: Result) -> str:
         f"{r.thermal_after.get('thermal_status')}, max temp "
         f"{r.thermal_before.get('max_temp_c')} -> {r.thermal_after.get('max_temp_c')} C",
         f"  runtime: {r.runtime} {r.binary_sha256[:24]}   model sha256 {r.model_sha256[:16]}",
+        f"  memory: peak {_mb(r.peak_memory_mb)}   delegation: {delegation_text(r)}",
     ]
     if r.flags:
         lines.append("  flags: " + "; ".join(r.flags))
@@ -155,3 +184,19 @@ def layer_table(r: Result, top: int = 0) -> str:
                    f"{100 * o['avg_ms'] / total:6.2f}%  {o['name'][:60]}")
     out.append(f"      {'sum':<24} {total:9.3f}")
     return "\n".join(out)
+
+
+def _mb(v: float | None) -> str:
+    return "not reported" if v is None else f"{v:.1f} MB"
+
+
+def delegation_text(r: Result) -> str:
+    """e.g. 'xnnpack 716/716 nodes (1 partition)', 'none (CPU kernels)', 'not reported'."""
+    if r.applied_delegate is None:
+        return "not reported"
+    if r.applied_delegate == "none":
+        return "none (CPU kernels)"
+    nodes = (f" {r.delegated_nodes}/{r.total_nodes} nodes" if r.total_nodes is not None else "")
+    parts = f" ({r.partitions} partition{'s' if r.partitions != 1 else ''})" \
+        if r.partitions is not None else ""
+    return f"{r.applied_delegate}{nodes}{parts}"

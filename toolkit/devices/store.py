@@ -17,7 +17,11 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# columns added after schema 1: (name, SQL type); a schema-1 store gains them when opened
+ADDED_COLUMNS = (("peak_memory_mb", "REAL"), ("applied_delegate", "TEXT"),
+                 ("delegated_nodes", "INTEGER"), ("total_nodes", "INTEGER"),
+                 ("partitions", "INTEGER"))
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS results (
@@ -43,6 +47,9 @@ CREATE TABLE IF NOT EXISTS results (
     config_key TEXT NOT NULL,
     median_ms REAL, p90_ms REAL, std_ms REAL, mean_ms REAL, min_ms REAL, max_ms REAL,
     init_ms REAL,
+    peak_memory_mb REAL,           -- benchmark_model's peak memory footprint (MB)
+    applied_delegate TEXT,         -- the delegate that ran nodes (none: the CPU kernels)
+    delegated_nodes INTEGER, total_nodes INTEGER, partitions INTEGER,
     thermal_before TEXT, thermal_after TEXT, flags TEXT,
     versions TEXT, label TEXT, meta TEXT
 );
@@ -94,6 +101,11 @@ class Result:
     min_ms: float | None = None
     max_ms: float | None = None
     init_ms: float | None = None
+    peak_memory_mb: float | None = None
+    applied_delegate: str | None = None
+    delegated_nodes: int | None = None
+    total_nodes: int | None = None
+    partitions: int | None = None
     thermal_before: dict = field(default_factory=dict)
     thermal_after: dict = field(default_factory=dict)
     flags: list = field(default_factory=list)
@@ -169,6 +181,25 @@ class ResultStore:
         elif int(row[0]) > SCHEMA_VERSION:
             raise StoreError(f"{self.path} was written by a newer evit (schema {row[0]}); "
                              "upgrade evit to read it")
+        elif int(row[0]) < SCHEMA_VERSION:
+            self._upgrade()
+
+    def _upgrade(self) -> None:
+        """Add the columns of later schemas to an older store, in one transaction (its rows
+        keep their values; the new figures are unknown for them)."""
+        cur = self.db.cursor()
+        cur.execute("BEGIN IMMEDIATE")  # another process may be upgrading it too: read inside
+        try:
+            have = {r[1] for r in cur.execute("PRAGMA table_info(results)")}
+            for name, typ in ADDED_COLUMNS:
+                if name not in have:
+                    cur.execute(f"ALTER TABLE results ADD COLUMN {name} {typ}")
+            cur.execute("UPDATE meta SET value=? WHERE key='schema_version'",
+                        (str(SCHEMA_VERSION),))
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
 
     def _open(self):
         """Connect, set up the schema if new; the schema_version row (None if new)."""
