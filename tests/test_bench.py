@@ -172,6 +172,10 @@ def test_regressions_slowdown_caught_noise_not(tmp_path, conv_tflite, adb_port, 
     assert page.count("data:image/png;base64,") >= 1 and "<table>" in page
     png = tmp_path / "rep" / "history_conv.png"
     assert png.stat().st_size > 5000
+    # memory and delegation are in the report and the comparison, not only latency
+    rep = (tmp_path / "rep" / "report.md").read_text()
+    assert "peak memory (MB)" in rep and "xnnpack" in rep and "not reported" not in rep
+    assert "peak memory (MB)" in md.read_text()
 
 
 def test_compare_rules():

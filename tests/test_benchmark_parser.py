@@ -192,3 +192,28 @@ def test_real_output_parses_to_the_figures_read_by_hand(path):
     for got, want in zip(o.ops, want_ops):
         assert (got.node_type, got.avg_ms) == (want["node_type"], pytest.approx(want["avg_ms"]))
     assert len(o.ops) >= len(want_ops)
+
+
+@pytest.mark.parametrize("line,reason", [
+    ("ERROR: Could not open '/data/local/tmp/nope.tflite'.", "missing_model"),
+    ("ERROR: Didn't find op for builtin opcode 'GELU' version '2'", "unsupported_op"),
+    ("Killed", "killed"),
+    ("/system/bin/sh: ./benchmark_model: not executable: 64-bit ELF file", "exec_format"),
+    ("Segmentation fault ", "segfault"),
+    ("ERROR: Failed to apply GPU delegate.", "delegate_failed"),
+    ("ERROR: Benchmarking failed.", "benchmark_failed"),
+])
+def test_failure_kinds_without_a_public_sample(line, reason):
+    """Kinds no public output in fixtures/real shows, in benchmark_model's wording (its
+    source's messages); a timing line printed before them does not make them a result."""
+    text = ("INFO: STARTING!\nINFO: count=5 first=1 curr=1 min=1 max=1 avg=1 std=0\n"
+            f"{line}\n")
+    with pytest.raises(BenchmarkParseError) as e:
+        parse_output(text)
+    assert e.value.reason == reason
+
+
+def test_unconsumed_flags_are_a_warning_not_a_failure():
+    text = ("INFO: Unconsumed cmdline flags: --report_peak_memory_footprint=true\n"
+            "INFO: count=5 first=1 curr=1 min=1 max=1 avg=1 std=0\n")
+    assert parse_output(text).runs.avg == 1

@@ -11,6 +11,7 @@ import html
 from collections import defaultdict
 from pathlib import Path
 
+from toolkit.devices.measure import delegation_text
 from toolkit.devices.store import ResultStore
 
 from .compare import bench_runs
@@ -27,7 +28,8 @@ def _history(store: ResultStore):
             continue
         model = r.meta.get("model", r.model_name)
         line = f"{r.device} ({r.serial[-12:]}) {r.meta.get('mode', r.mode)}"
-        series[model][line].append((order[rid], r.median_ms, r.p90_ms))
+        series[model][line].append((order[rid], r.median_ms, r.p90_ms, r.peak_memory_mb,
+                                    delegation_text(r)))
         if r.op_rows:
             latest_ops[(model, r.device)] = (order[rid], r.op_rows)
     return runs, series, latest_ops
@@ -76,11 +78,13 @@ def write_report(store: ResultStore, out: str | Path, title: str = "evit-bench")
         pngs.append(path)
     md = [f"# {title}", "", f"{len(runs)} bench run(s): {', '.join(runs[-5:])}", ""]
     for model, lines in sorted(series.items()):
-        md += [f"## {model}", "", "| device / mode | runs | latest median (ms) | latest p90 (ms) |",
-               "|---|---|---|---|"]
+        md += [f"## {model}", "", "| device / mode | runs | latest median (ms) | latest p90 (ms) "
+               "| peak memory (MB) | delegation |", "|---|---|---|---|---|---|"]
         for line, pts in sorted(lines.items()):
-            last = max(pts)
-            md.append(f"| {line} | {len(pts)} | {last[1]:.4g} | {(last[2] or last[1]):.4g} |")
+            last = max(pts, key=lambda p: p[0])
+            mem = f"{last[3]:.1f}" if last[3] is not None else "not reported"
+            md.append(f"| {line} | {len(pts)} | {last[1]:.4g} | {(last[2] or last[1]):.4g} | "
+                      f"{mem} | {last[4]} |")
         md += ["", f"![history](history_{model}.png)", ""]
     for (model, device) in sorted(latest_ops):
         md += [f"![layers](layers_{model}_{device}.png)", ""]

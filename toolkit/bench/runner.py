@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from toolkit.devices.base import DeviceError, DeviceGone, DeviceTimeout, RunSpec
+from toolkit.devices.measure import delegation_text
 from toolkit.devices.store import ResultStore
 
 from .suite import ModelSpec, Suite, SuiteError
@@ -170,8 +171,11 @@ def run_suite(suite: Suite, devices: list, store_path: str | Path,
                     stat = dev.profile.statistic  # what compare and the predictors use
                     first = (f"{stat} {r.latency_ms(stat):.4g} ms, median {r.median_ms:.4g}"
                              if stat != "median" else f"median {r.median_ms:.4g} ms")
+                    mem = (f", peak {r.peak_memory_mb:.1f} MB" if r.peak_memory_mb is not None
+                           else "")
                     log(f"{dev.profile.name} ({dev.serial}) {m.name} [{mode.label}]: {first}, "
-                        f"p90 {r.p90_ms:.4g}, std {r.std_ms:.2g}")
+                        f"p90 {r.p90_ms:.4g}, std {r.std_ms:.2g}{mem}, "
+                        f"{delegation_text(r)}")
         finally:
             store.close()
 
