@@ -526,7 +526,12 @@ def test_host_results_carry_peak_memory_and_delegation(tiny_tflite, tmp_path):
         r = measure(HostDevice(), tiny_tflite, RunSpec(warmup_runs=1, num_runs=5, repeats=2,
                                                        max_cooldown_s=0), store=store)
         back = store.get(r.id)
-    assert r.peak_memory_mb and r.peak_memory_mb > 10  # the process's peak resident set
+    # the benchmark process's own peak resident set: Python and LiteRT, not this (much larger)
+    # pytest process it was started from
+    import resource
+
+    parent_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    assert r.peak_memory_mb and 10 < r.peak_memory_mb < 400, (r.peak_memory_mb, parent_mb)
     assert (r.applied_delegate, r.partitions) == ("xnnpack", 1)
     assert r.delegated_nodes == r.total_nodes >= 4
     assert (back.peak_memory_mb, back.applied_delegate, back.delegated_nodes) == (

@@ -84,9 +84,18 @@ def delegation(it) -> tuple[int, int, int]:
 
 
 def _peak_rss_mb() -> float:
+    """This process's peak resident set (MB): the kernel's VmHWM, which starts anew at exec
+    (getrusage's ru_maxrss does not: it keeps the forking parent's peak)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
     import resource
 
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _time_runs(invoke, n: int, min_secs: float, max_secs: float) -> list[float]:
