@@ -239,3 +239,17 @@ def test_compare_flags_memory_and_delegation_regressions():
     from toolkit.bench.compare import markdown
 
     assert "peak memory (MB)" in markdown([row], "a", "b")
+
+
+def test_suite_accelerator_is_validated_and_checked_against_each_device(tmp_path, conv_tflite):
+    from toolkit.bench.runner import run_suite
+    from toolkit.devices.host import HostDevice
+
+    base = {"name": "acc", "models": [{"name": "conv", "path": str(conv_tflite)}]}
+    with pytest.raises(SuiteError, match="accelerator = 'tpu' is not valid"):
+        parse_suite({**base, "accelerator": "tpu"})
+    suite = parse_suite({**base, "accelerator": "gpu"})
+    store = tmp_path / "s.sqlite"
+    with pytest.raises(SuiteError, match="host has no gpu accelerator"):
+        run_suite(suite, [HostDevice()], store, log=lambda s: None)
+    assert not store.exists()  # refused before any work

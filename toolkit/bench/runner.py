@@ -17,7 +17,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from toolkit.devices.base import DeviceError, DeviceGone, DeviceTimeout, RunSpec
+from toolkit.devices.base import (
+    DeviceError,
+    DeviceGone,
+    DeviceTimeout,
+    RunSpec,
+    resolve_delegate,
+)
 from toolkit.devices.measure import delegation_text
 from toolkit.devices.store import ResultStore
 
@@ -134,6 +140,11 @@ def run_suite(suite: Suite, devices: list, store_path: str | Path,
     run_id = run_id or time.strftime("%Y%m%d-%H%M%S") + (f"-{git[:8]}" if git else "")
     summary = RunSummary(run_id, suite.name, git, dirty,
                          devices=[f"{d.profile.name}:{d.serial}" for d in devices])
+    try:  # every device must have the suite's accelerator: checked before any work
+        delegates = {d.serial: resolve_delegate(suite.accelerator, None, d.profile)
+                     for d in devices}
+    except ValueError as e:
+        raise SuiteError(f"{suite.source}: accelerator {suite.accelerator}: {e}") from None
     files = {m.name: model_file(m) for m in suite.models}  # export before the workers start
     ResultStore(store_path).close()  # a new store is set up once, before the workers open it
     lock = threading.Lock()
@@ -149,7 +160,7 @@ def run_suite(suite: Suite, devices: list, store_path: str | Path,
                                    repeats=suite.repeats, min_secs=suite.min_secs,
                                    op_profiling=(suite.per_layer if m.per_layer is None
                                                  else m.per_layer),
-                                   timeout_s=suite.timeout)
+                                   delegate=delegates[dev.serial], timeout_s=suite.timeout)
                     meta = {"bench_run": run_id, "suite": suite.name, "model": m.name,
                             "mode": mode.label, "git": git, "dirty": dirty}
                     try:

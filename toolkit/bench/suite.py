@@ -11,6 +11,7 @@
     runs: 30                     # timed runs per invocation
     warmup: 5
     per_layer: false             # also profile every op (slowest layers in the report)
+    accelerator: cpu             # cpu (XNNPACK) | gpu | nnapi, checked against each device
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from pathlib import Path
 import yaml
 
 KEYS = {"name", "models", "devices", "modes", "repeats", "runs", "warmup", "min_secs",
-        "per_layer", "timeout"}
+        "per_layer", "timeout", "accelerator"}
+ACCELERATORS = ("cpu", "gpu", "nnapi")
 MODEL_KEYS = {"name", "path", "named", "precision", "num_classes", "supernet", "per_layer"}
 PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8")
 
@@ -64,6 +66,7 @@ class Suite:
     min_secs: float = 0.0
     per_layer: bool = False
     timeout: float = 300.0
+    accelerator: str = "cpu"
     source: str = ""
 
 
@@ -134,6 +137,10 @@ def parse_suite(data: dict, source: str = "<dict>", base: Path | None = None) ->
         raise _fail(source, "min_secs", v, "seconds each invocation runs at least, 0-60")
     out.min_secs = float(v)
     out.per_layer = bool(data.get("per_layer", False))
+    acc = data.get("accelerator", "cpu")
+    if acc not in ACCELERATORS:
+        raise _fail(source, "accelerator", acc, f"one of {', '.join(ACCELERATORS)}")
+    out.accelerator = acc
     out.timeout = float(data.get("timeout", 300.0))
     return out
 

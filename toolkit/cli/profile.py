@@ -12,7 +12,7 @@ import json
 import os
 import sys
 
-from toolkit.devices.base import DeviceError, RunSpec
+from toolkit.devices.base import ACCELERATORS, DeviceError, RunSpec, resolve_delegate
 from toolkit.devices.store import ResultStore, StoreError
 
 
@@ -56,25 +56,6 @@ def open_device(name: str, serial: str | None = None, binary=None, adb_port: int
         raise DeviceError(f"{len(ready)} phones match {name}: "
                           f"{', '.join(d.serial for d in ready)}; pick one with --serial")
     return AdbDevice(c, ready[0].serial, profile=ready[0].profile, binary=binary)
-
-
-ACCELERATORS = ("cpu", "gpu", "nnapi")
-
-
-def resolve_delegate(accelerator: str | None, delegate: str | None, profile) -> str:
-    """The delegate to measure with: ``--accelerator`` (cpu = XNNPACK) or ``--delegate``,
-    refused before any work when the device's profile does not list it."""
-    if accelerator and delegate:
-        raise ValueError("give --accelerator or --delegate, not both")
-    d = {"cpu": "xnnpack", "gpu": "gpu", "nnapi": "nnapi"}[accelerator] if accelerator \
-        else (delegate or "xnnpack")
-    allowed = set(profile.delegates) | {"xnnpack", "cpu"}
-    if d not in allowed:
-        what = "this machine runs LiteRT on its CPU only" if profile.is_host else \
-            f"its profile lists {', '.join(profile.delegates)}"
-        raise ValueError(f"{profile.name} has no {d} accelerator ({what}); choose one of "
-                         f"{', '.join(sorted(allowed))}")
-    return d
 
 
 def build_parser() -> argparse.ArgumentParser:

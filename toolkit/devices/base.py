@@ -129,3 +129,22 @@ class Device(Protocol):
     def snapshot(self) -> Snapshot: ...
 
     def cleanup(self) -> None: ...
+
+
+ACCELERATORS = ("cpu", "gpu", "nnapi")
+
+
+def resolve_delegate(accelerator: str | None, delegate: str | None, profile) -> str:
+    """The delegate to measure with: ``--accelerator`` (cpu = XNNPACK) or ``--delegate``,
+    refused before any work when the device's profile does not list it."""
+    if accelerator and delegate:
+        raise ValueError("give --accelerator or --delegate, not both")
+    d = {"cpu": "xnnpack", "gpu": "gpu", "nnapi": "nnapi"}[accelerator] if accelerator \
+        else (delegate or "xnnpack")
+    allowed = set(profile.delegates) | {"xnnpack", "cpu"}
+    if d not in allowed:
+        what = "this machine runs LiteRT on its CPU only" if profile.is_host else \
+            f"its profile lists {', '.join(profile.delegates)}"
+        raise ValueError(f"{profile.name} has no {d} accelerator ({what}); choose one of "
+                         f"{', '.join(sorted(allowed))}")
+    return d
