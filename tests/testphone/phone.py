@@ -345,9 +345,14 @@ class TestPhone:
         self._write_state()
 
     def _write_state(self) -> None:
-        """The profile- and state-derived files, as they are now (before every command)."""
+        """The profile- and state-derived files, as they are now (before every command;
+        rewritten only when the state changed)."""
         r = self.root
         throttled = self.throttled
+        key = (throttled, self.thermal_status, self.fault, self.slowdown_us)
+        if key == getattr(self, "_state_key", None):
+            return
+        self._state_key = key
         (r / ".evit/props").write_text("".join(f"{k}={v}\n" for k, v in
                                                sorted(self.props().items())))
         (r / ".evit/thermalservice").write_text(self.dumpsys_thermal())

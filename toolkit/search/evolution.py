@@ -183,13 +183,13 @@ def search(budget: float, cost: Cost, fitness: Callable[[Sequence[ArchConfig]], 
 
 def _feasible_seeds(seeds: Sequence[ArchConfig], cost: Cost, lo: float, hi: float,
                     space: SearchSpace, n: int) -> list[ArchConfig]:
-    out: list[ArchConfig] = []
-    for a in seeds:
-        if len(out) == n:
-            break
-        if a not in out and space.allows(a) and lo <= cost.of(a) <= hi:
-            out.append(a)
-    return out
+    seeds = list(dict.fromkeys(seeds))  # banks may share subnets
+    if not seeds:
+        return []
+    enc = space.encode_many(seeds)
+    c = cost(enc)  # one vectorized call, not one per seed
+    ok = space.allowed_encoded(enc) & (c >= lo) & (c <= hi)
+    return [a for a, keep in zip(seeds, ok) if keep][:n]
 
 
 def _admit(make: Callable[[], ArchConfig], cost: Cost, lo: float, hi: float, seen: set,
