@@ -45,3 +45,18 @@ def supernet():
 
     torch.manual_seed(0)
     return randomize_norms(Supernet(num_classes=10)).eval()
+
+
+@pytest.fixture(scope="session")
+def conv_tflite(tmp_path_factory):
+    """A small conv net as .tflite (converted once per session)."""
+    from converters import convert_tflite
+
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 32, 3, 2, 1), torch.nn.ReLU(),
+        torch.nn.Conv2d(32, 32, 3, 1, 1, groups=32), torch.nn.Hardswish(),
+        torch.nn.Conv2d(32, 64, 1), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+        torch.nn.Linear(64, 10)).eval()
+    out = tmp_path_factory.mktemp("bench") / "conv.tflite"
+    convert_tflite(net, (torch.randn(1, 3, 96, 96),), out)
+    return out

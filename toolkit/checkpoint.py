@@ -16,12 +16,12 @@ EMA weights, as the release does) unless ``use_ema=False``.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from toolkit.fileio import atomic_open
 
 __all__ = ["CheckpointError", "atomic_save", "save_supernet", "load_checkpoint", "load_supernet",
            "supernet_from_checkpoint", "checkpoint_header", "checkpoint_banks"]
@@ -36,19 +36,10 @@ class CheckpointError(RuntimeError):
 
 
 def atomic_save(obj: Any, path: str | Path) -> None:
-    """``torch.save`` to a temporary file in the same folder, fsync, then rename over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """``torch.save`` to a temporary file in the same folder, fsync, then rename over ``path``
+    (a temp a killed write left behind is swept by ``toolkit.fileio.sweep_temps``)."""
+    with atomic_open(path, "wb") as f:
+        torch.save(obj, f)
 
 
 def checkpoint_header(layout: str, num_classes: int) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 from collections import defaultdict
 from pathlib import Path
 
@@ -35,6 +36,16 @@ def _history(store: ResultStore):
     return runs, series, latest_ops
 
 
+def _file(prefix: str, *parts: str) -> str:
+    """A plot's file name: safe characters only (names come from stores and suites, and may
+    hold / or worse), with a short hash of the real names so two never collide."""
+    import hashlib
+
+    raw = "\x00".join(parts)
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", "_".join(parts)).strip("._")[:60] or "x"
+    return f"{prefix}_{slug}_{hashlib.sha256(raw.encode()).hexdigest()[:8]}.png"
+
+
 def write_report(store: ResultStore, out: str | Path, title: str = "evit-bench") -> list[Path]:
     import matplotlib
 
@@ -60,7 +71,7 @@ def write_report(store: ResultStore, out: str | Path, title: str = "evit-bench")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
         fig.tight_layout()
-        path = out / f"history_{model}.png"
+        path = out / _file("history", model)
         fig.savefig(path, dpi=110)
         plt.close(fig)
         pngs.append(path)
@@ -72,7 +83,7 @@ def write_report(store: ResultStore, out: str | Path, title: str = "evit-bench")
         ax.set(title=f"{model} on {device}: slowest layers (latest run)", xlabel="ms")
         ax.tick_params(axis="y", labelsize=7)
         fig.tight_layout()
-        path = out / f"layers_{model}_{device}.png"
+        path = out / _file("layers", model, device)
         fig.savefig(path, dpi=110)
         plt.close(fig)
         pngs.append(path)
@@ -85,9 +96,9 @@ def write_report(store: ResultStore, out: str | Path, title: str = "evit-bench")
             mem = f"{last[3]:.1f}" if last[3] is not None else "not reported"
             md.append(f"| {line} | {len(pts)} | {last[1]:.4g} | {(last[2] or last[1]):.4g} | "
                       f"{mem} | {last[4]} |")
-        md += ["", f"![history](history_{model}.png)", ""]
+        md += ["", f"![history]({_file('history', model)})", ""]
     for (model, device) in sorted(latest_ops):
-        md += [f"![layers](layers_{model}_{device}.png)", ""]
+        md += [f"![layers]({_file('layers', model, device)})", ""]
     (out / "report.md").write_text("\n".join(md))
     body = []
     for line in md:

@@ -8,6 +8,7 @@ remaining jobs, which are reported; the other devices carry on.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import subprocess
@@ -84,6 +85,12 @@ class RunSummary:
     results: list = field(default_factory=list)  # stored result ids
     failures: list = field(default_factory=list)  # (device, model, mode, error)
     devices: list = field(default_factory=list)
+    expected: int = 0  # jobs: models x modes x devices; each ends as a result or a failure
+
+    @property
+    def ok(self) -> bool:
+        """Every job measured, none failed (what a CI gate checks)."""
+        return not self.failures and len(self.results) == self.expected > 0
 
 
 def resolve_devices(names: list[str], client_factory=None, binary=None,
@@ -145,15 +152,45 @@ def run_suite(suite: Suite, devices: list, store_path: str | Path,
                      for d in devices}
     except ValueError as e:
         raise SuiteError(f"{suite.source}: accelerator {suite.accelerator}: {e}") from None
+    if not devices:
+        raise SuiteError(f"{suite.source}: no device to run on (devices: {suite.devices})")
+    for d in devices:  # every named mode must exist on every device: checked before any work
+        for i, mode in enumerate(suite.modes):
+            if mode.name not in ("default", "custom") and mode.name not in d.profile.modes:
+                raise SuiteError(
+                    f"{suite.source}: modes[{i}] = {mode.name!r} is not a mode of "
+                    f"{d.profile.name} ({d.serial}); choose default, one of "
+                    f"{', '.join(d.profile.modes)}, or {{mask: '70', threads: 1}}")
+    with ResultStore(store_path) as st:  # a new store is set up once, before the workers
+        from .compare import bench_runs
+
+        if any(rid == run_id for rid, _, _ in bench_runs(st)):
+            raise SuiteError(f"--run-id {run_id!r} already names a bench run in {store_path}; "
+                             "choose a new id (a reused id would merge two runs)")
     files = {m.name: model_file(m) for m in suite.models}  # export before the workers start
-    ResultStore(store_path).close()  # a new store is set up once, before the workers open it
     lock = threading.Lock()
 
+    jobs = [(m, mode) for m in suite.models for mode in suite.modes]
+    finished: dict[str, int] = {}  # device serial -> jobs that ended (result or failure)
+
+    def fail(dev, m, mode, error: str) -> None:
+        with lock:
+            summary.failures.append((dev.profile.name, dev.serial, m.name, mode.label, error))
+        log(f"{dev.profile.name} ({dev.serial}) {m.name} [{mode.label}]: FAILED {error}")
+
     def worker(dev) -> None:
-        store = ResultStore(store_path)  # one connection per worker (WAL allows it)
+        done = 0
         try:
-            for m in suite.models:
-                for mode in suite.modes:
+            store = ResultStore(store_path)  # one connection per worker (WAL allows it)
+        except Exception as e:  # noqa: BLE001 - every job still ends as a recorded failure
+            for m, mode in jobs:
+                fail(dev, m, mode, f"cannot open the result store: {type(e).__name__}: {e}")
+            finished[dev.serial] = len(jobs)
+            return
+        try:
+            for m, mode in jobs:
+                done += 1
+                try:
                     spec = RunSpec(mode="" if mode.name in ("default", "custom") else mode.name,
                                    mask=mode.mask, threads=mode.threads,
                                    warmup_runs=suite.warmup, num_runs=suite.runs,
@@ -163,36 +200,42 @@ def run_suite(suite: Suite, devices: list, store_path: str | Path,
                                    delegate=delegates[dev.serial], timeout_s=suite.timeout)
                     meta = {"bench_run": run_id, "suite": suite.name, "model": m.name,
                             "mode": mode.label, "git": git, "dirty": dirty}
-                    try:
-                        r = measure(dev, files[m.name], spec, store=store, label=suite.name,
-                                    meta=meta)
-                    except (MeasurementError, DeviceError) as e:
-                        with lock:
-                            summary.failures.append((dev.profile.name, dev.serial, m.name,
-                                                     mode.label, str(e)))
-                        log(f"{dev.profile.name} ({dev.serial}) {m.name} [{mode.label}]: FAILED "
-                            f"{e}")
-                        cause = e.__cause__ if isinstance(e, MeasurementError) else e
-                        if isinstance(cause, (DeviceGone, DeviceTimeout)):
-                            log(f"{dev.serial}: device lost; skipping its remaining jobs")
-                            return
-                        continue
-                    with lock:
-                        summary.results.append(r.id)
-                    stat = dev.profile.statistic  # what compare and the predictors use
-                    first = (f"{stat} {r.latency_ms(stat):.4g} ms, median {r.median_ms:.4g}"
-                             if stat != "median" else f"median {r.median_ms:.4g} ms")
-                    mem = (f", peak {r.peak_memory_mb:.1f} MB" if r.peak_memory_mb is not None
-                           else "")
-                    log(f"{dev.profile.name} ({dev.serial}) {m.name} [{mode.label}]: {first}, "
-                        f"p90 {r.p90_ms:.4g}, std {r.std_ms:.2g}{mem}, "
-                        f"{delegation_text(r)}")
+                    r = measure(dev, files[m.name], spec, store=store, label=suite.name,
+                                meta=meta)
+                except (MeasurementError, DeviceError) as e:
+                    fail(dev, m, mode, str(e))
+                    cause = e.__cause__ if isinstance(e, MeasurementError) else e
+                    if isinstance(cause, (DeviceGone, DeviceTimeout)):
+                        log(f"{dev.serial}: device lost; its remaining jobs fail")
+                        for m2, mode2 in jobs[done:]:
+                            fail(dev, m2, mode2, f"not run: {dev.serial} was lost earlier")
+                        done = len(jobs)
+                        return
+                    continue
+                except Exception as e:  # noqa: BLE001 - a bug or a locked store: recorded
+                    fail(dev, m, mode, f"{type(e).__name__}: {e}")
+                    continue
+                with lock:
+                    summary.results.append(r.id)
+                stat = dev.profile.statistic  # what compare and the predictors use
+                first = (f"{stat} {r.latency_ms(stat):.4g} ms, median {r.median_ms:.4g}"
+                         if stat != "median" else f"median {r.median_ms:.4g} ms")
+                mem = (f", peak {r.peak_memory_mb:.1f} MB" if r.peak_memory_mb is not None
+                       else "")
+                log(f"{dev.profile.name} ({dev.serial}) {m.name} [{mode.label}]: {first}, "
+                    f"p90 {r.p90_ms:.4g}, std {r.std_ms:.2g}{mem}, {delegation_text(r)}")
         finally:
-            store.close()
+            finished[dev.serial] = done
+            with contextlib.suppress(Exception):
+                store.close()
 
     threads = [threading.Thread(target=worker, args=(d,), daemon=True) for d in devices]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    for dev in devices:  # whatever a worker did not reach still ends as a failure
+        for m, mode in jobs[finished.get(dev.serial, 0):]:
+            fail(dev, m, mode, "not run: the device's worker stopped early")
+    summary.expected = len(jobs) * len(devices)
     return summary

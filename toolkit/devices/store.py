@@ -67,6 +67,8 @@ CREATE TABLE IF NOT EXISTS ops (
 """
 
 
+BUSY_TIMEOUT_S = 30.0  # how long a write waits for another process holding the store
+
 class StoreError(RuntimeError):
     pass
 
@@ -153,7 +155,7 @@ class ResultStore:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + BUSY_TIMEOUT_S
         self.db = None
         while True:
             try:
@@ -203,7 +205,7 @@ class ResultStore:
 
     def _open(self):
         """Connect, set up the schema if new; the schema_version row (None if new)."""
-        self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None,
+        self.db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None,
                                   check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")  # concurrent readers, one writer
         self.db.execute("PRAGMA foreign_keys=ON")

@@ -18,16 +18,18 @@ still load, with every factor 1 and no weights term.
 
 from __future__ import annotations
 
+import itertools
 import json
-import os
 import time
 from pathlib import Path
 
 import numpy as np
 
+from toolkit.fileio import atomic_write
 from toolkit.space import SPACE, ArchConfig
 
 from .kernels import (
+    CONVENTIONS,
     FEATURES,
     KINDS,
     MONOTONE,
@@ -169,7 +171,7 @@ class KindModel:
             left, right = np.asarray(t["left"]), np.asarray(t["right"])
             leaf, value = np.asarray(t["leaf"], dtype=bool), np.asarray(t["value"])
             node = np.zeros(len(X), dtype=np.int64)
-            while True:
+            for _ in range(len(leaf)):  # a walk visits each node at most once (load checks)
                 active = ~leaf[node]
                 if not active.any():
                     break
@@ -361,59 +363,192 @@ class LatencyPredictor:
         }
 
     def save(self, path: str | Path) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), separators=(",", ":")))
-        os.replace(tmp, path)
+        atomic_write(path, json.dumps(self.to_dict(), separators=(",", ":")))
 
     @classmethod
     def load(cls, path: str | Path) -> LatencyPredictor:
+        """Read a predictor file, validated as untrusted input: types, finite and sensible
+        numbers, index ranges, acyclic trees; an error names the file and the field."""
         path = Path(path)
         try:
             d = json.loads(path.read_text())
         except OSError as e:
             raise PredictorError(f"cannot read predictor {path}: {e}") from e
-        except json.JSONDecodeError as e:
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise PredictorError(
                 f"{path} is not valid JSON ({e}); it is damaged: regenerate it (evit-profile "
                 "--device D --train-from-table TABLE, or re-run the host campaign)") from e
+        return cls.from_dict(d, str(path))
+
+    @classmethod
+    def from_dict(cls, d: object, source: str = "<dict>") -> LatencyPredictor:
+        v = _Validator(source)
+        d = v.mapping(d, "")
+        if d.get("format") != FORMAT:
+            raise PredictorError(f"{source} is not an evit latency predictor "
+                                 f"(format {d.get('format')!r}, expected {FORMAT!r})")
+        v.integer(d.get("version"), "version", 1, VERSION,
+                            hint=f"this evit reads versions 1-{VERSION}: upgrade evit for newer")
+        device = d.get("device")
+        if not isinstance(device, str) or not device:
+            raise v.bad("device", device, "the device's profile name, a non-empty string")
+        convention = d.get("convention")
+        if convention not in CONVENTIONS:
+            raise v.bad("convention", convention, f"one of {', '.join(CONVENTIONS)}")
+        o = v.mapping(d.get("overhead"), "overhead")
+        scale = v.number(o.get("scale"), "overhead.scale", lo=0.0, lo_open=True, hi=100.0)
+        offset = v.number(o.get("offset_ms"), "overhead.offset_ms", lo=-1e4, hi=1e5)
+        ks = v.mapping(o.get("kind_scale") or {}, "overhead.kind_scale")
+        if set(ks) - set(KINDS):
+            raise v.bad("overhead.kind_scale", sorted(set(ks) - set(KINDS)),
+                        f"kinds from {', '.join(KINDS)}")
+        ks = {k: v.number(x, f"overhead.kind_scale.{k}", lo=0.0, lo_open=True, hi=100.0)
+              for k, x in ks.items()}
+        ms_per_mb = v.number(o.get("ms_per_mb", 0.0), "overhead.ms_per_mb", lo=0.0, hi=1e3)
+        wc = v.integer(o.get("weight_classes", 1000), "overhead.weight_classes", 1, 1_000_000)
+        prov = d.get("provenance", {})
+        if not isinstance(prov, dict):
+            raise v.bad("provenance", type(prov).__name__, "a mapping")
+        kd = v.mapping(d.get("kinds"), "kinds")
+        kinds = {kind: v.kind_model(kind, kd.get(kind)) for kind in KINDS}
+        pred = cls(device, convention, kinds, scale, offset, prov, ks, ms_per_mb, wc)
+        # the whole: the smallest and the largest subnet must cost a finite, positive time
+        lo, hi = SPACE.min(), SPACE.max()
+        got = pred.predict_encoded(np.stack([SPACE.encode(lo), SPACE.encode(hi)]))
+        if not (np.all(np.isfinite(got)) and np.all(got > 0)):
+            raise PredictorError(
+                f"{source}: predicts {got[0]:.4g} ms for the smallest subnet and {got[1]:.4g} ms "
+                "for the largest; a predictor must give finite, positive latencies: the file is "
+                "damaged or was edited; regenerate it")
+        return pred
+
+
+class _Validator:
+    """Checks one predictor dict field by field; errors name the file and the field."""
+
+    def __init__(self, source: str):
+        self.source = source
+
+    def bad(self, field: str, value, allowed: str) -> PredictorError:
+        shown = repr(value)
+        shown = shown if len(shown) <= 80 else shown[:77] + "..."
+        return PredictorError(f"{self.source}: {field or 'the file'} = {shown} is not valid; "
+                              f"expected {allowed} (a damaged or edited predictor: regenerate "
+                              "it with evit-profile)")
+
+    def mapping(self, x, field: str) -> dict:
+        if not isinstance(x, dict):
+            raise self.bad(field, type(x).__name__ if field == "" else x,
+                           "a JSON object" + (" at the top level" if field == "" else ""))
+        return x
+
+    def number(self, x, field: str, lo: float = -np.inf, hi: float = np.inf,
+               lo_open: bool = False) -> float:
+        ok = isinstance(x, (int, float)) and not isinstance(x, bool) and np.isfinite(x) \
+            and (x > lo if lo_open else x >= lo) and x <= hi
+        if not ok:
+            rng = f"{'(' if lo_open else '['}{lo:g}, {hi:g}]"
+            raise self.bad(field, x, f"a finite number in {rng}")
+        return float(x)
+
+    def integer(self, x, field: str, lo: int, hi: int, hint: str = "") -> int:
+        if not isinstance(x, int) or isinstance(x, bool) or not lo <= x <= hi:
+            raise self.bad(field, x, f"an integer in [{lo}, {hi}]" + (f"; {hint}" if hint else ""))
+        return int(x)
+
+    def array(self, x, field: str, kind: str) -> np.ndarray:
+        if not isinstance(x, list):
+            raise self.bad(field, type(x).__name__, "a list")
         try:
-            if d.get("format") != FORMAT:
-                raise PredictorError(f"{path} is not an evit latency predictor "
-                                     f"(format {d.get('format')!r})")
-            if int(d["version"]) > VERSION:
-                raise PredictorError(f"{path} has version {d['version']}; this evit reads up to "
-                                     f"{VERSION}: upgrade evit")
-            kinds = {}
-            for kind in KINDS:
-                k = d["kinds"][kind]
-                if list(k["features"]) != list(FEATURES[kind]):
-                    raise PredictorError(f"{path}: {kind} features {k['features']} differ from "
-                                         f"{list(FEATURES[kind])}")
-                for t in k["trees"]:
-                    n = len(t["value"])
-                    if not all(len(t[f]) == n for f in ("feature", "threshold", "left", "right",
-                                                         "leaf")):
-                        raise PredictorError(f"{path}: a {kind} tree has arrays of unequal length")
-                lin = k.get("linear")
-                if lin is not None and (list(lin.get("features", [])) !=
-                                        KindModel.linear_features(kind) + ["1"]
-                                        or len(lin.get("coef", [])) != len(lin["features"])):
-                    raise PredictorError(f"{path}: {kind} linear base {lin} does not match "
-                                         f"{KindModel.linear_features(kind) + ['1']}")
-                kinds[kind] = KindModel(kind, float(k["baseline"]), k["trees"],
-                                        [float(c) for c in lin["coef"]] if lin else None)
-            ks = d["overhead"].get("kind_scale") or {}
-            if set(ks) - set(KINDS):
-                raise PredictorError(f"{path}: overhead.kind_scale names unknown kinds "
-                                     f"{sorted(set(ks) - set(KINDS))}; known: {', '.join(KINDS)}")
-            o = d["overhead"]
-            return cls(d["device"], d["convention"], kinds, float(o["scale"]),
-                       float(o["offset_ms"]), d.get("provenance", {}),
-                       {k: float(v) for k, v in ks.items()}, float(o.get("ms_per_mb", 0.0)),
-                       int(o.get("weight_classes", 1000)))
-        except (KeyError, TypeError, ValueError) as e:
-            if isinstance(e, PredictorError):
-                raise
-            raise PredictorError(f"{path} is damaged or incomplete ({e!r}); regenerate it") from e
+            a = np.asarray(x, dtype=np.float64) if kind == "f" else np.asarray(x)
+        except (TypeError, ValueError, OverflowError):
+            a = None
+        if a is None or a.ndim != 1 or (kind == "i" and len(a) and a.dtype.kind not in "iub"):
+            raise self.bad(field, x, "a flat list of " + ("integers" if kind == "i" else "numbers"))
+        return a.astype(np.int64) if kind == "i" else a
+
+    def kind_model(self, kind: str, k) -> KindModel:
+        f = f"kinds.{kind}"
+        k = self.mapping(k, f)
+        if list(k.get("features") or []) != list(FEATURES[kind]):
+            raise self.bad(f + ".features", k.get("features"), f"{list(FEATURES[kind])}")
+        baseline = self.number(k.get("baseline"), f + ".baseline", -50.0, 50.0)
+        trees = k.get("trees")
+        if not isinstance(trees, list):
+            raise self.bad(f + ".trees", type(trees).__name__, "a list of trees")
+        nf = len(FEATURES[kind])
+        names = ("feature", "threshold", "left", "right", "leaf", "value")
+        cols: dict[str, list] = {name: [] for name in names}
+        lens = []
+        for i, t in enumerate(trees):
+            tf = f"{f}.trees[{i}]"
+            t = self.mapping(t, tf)
+            for name in names:
+                if not isinstance(t.get(name), list):
+                    raise self.bad(f"{tf}.{name}", type(t.get(name)).__name__, "a list")
+            n = len(t["value"])
+            if n == 0 or any(len(t[name]) != n for name in names):
+                raise self.bad(tf, {name: len(t[name]) for name in names},
+                               "six arrays of one, non-zero length")
+            lens.append(n)
+            for name in names:
+                cols[name].append(t[name])
+        if trees:  # every tree of the kind at once (a file has thousands)
+            arr = {}
+            for name in names:
+                kind_ = "f" if name in ("threshold", "value") else "i"
+                try:
+                    arr[name] = self.array(list(itertools.chain.from_iterable(cols[name])),
+                                           name, kind_)
+                except PredictorError:
+                    for i, col in enumerate(cols[name]):  # which tree: for the message
+                        self.array(col, f"{f}.trees[{i}].{name}", kind_)
+                    raise
+            lens_a = np.asarray(lens)
+            start = np.repeat(np.cumsum(lens_a) - lens_a, lens_a)
+            local = np.arange(len(start)) - start
+            size = np.repeat(lens_a, lens_a)
+            tree = np.repeat(np.arange(len(lens_a)), lens_a)
+
+            def where(mask) -> tuple[str, int] | None:
+                hit = np.flatnonzero(mask)
+                return None if not len(hit) else (f"{f}.trees[{tree[hit[0]]}]", int(hit[0]))
+
+            leaf, split = arr["leaf"], arr["leaf"] == 0
+            checks = [
+                (~np.isin(leaf, (0, 1)), "leaf", "0 or 1"),
+                (~np.isfinite(arr["value"]) | (np.abs(arr["value"]) > 50), "value",
+                 "a finite log-latency correction within ±50"),
+                (split & ((arr["feature"] < 0) | (arr["feature"] >= nf)), "feature",
+                 f"a feature index in [0, {nf - 1}]"),
+                (split & np.isnan(arr["threshold"]), "threshold", "a number, not NaN"),
+            ]
+            for child in ("left", "right"):
+                c = arr[child]
+                checks.append((split & ((c <= local) | (c >= size)), child,
+                               "a node after this one and inside the tree: children are "
+                               "stored after their parent, so no walk can loop"))
+            for mask, name, allowed in checks:
+                hit = where(mask)
+                if hit:
+                    tf, j = hit
+                    raise self.bad(f"{tf}.{name}[{local[j]}]", arr[name][j].item(), allowed)
+            kids = np.concatenate([(start + arr["left"])[split], (start + arr["right"])[split]])
+            twice = np.bincount(kids, minlength=len(start)) > 1
+            hit = where(twice)
+            if hit:
+                raise self.bad(f"{hit[0]} node {local[hit[1]]}", "two parents",
+                               "a tree: one parent per node")
+        out = [dict(zip(names, row)) for row in zip(*(cols[n] for n in names))]
+        lin = k.get("linear")
+        coef = None
+        if lin is not None:
+            lin = self.mapping(lin, f + ".linear")
+            want = KindModel.linear_features(kind) + ["1"]
+            if list(lin.get("features") or []) != want:
+                raise self.bad(f + ".linear.features", lin.get("features"), f"{want}")
+            c = lin.get("coef")
+            if not isinstance(c, list) or len(c) != len(want):
+                raise self.bad(f + ".linear.coef", c, f"{len(want)} numbers")
+            coef = [self.number(x, f"{f}.linear.coef[{j}]", 0.0, 1e6) for j, x in enumerate(c)]
+        return KindModel(kind, baseline, out, coef)

@@ -8,11 +8,12 @@ tables of data/elasticvit_block_lut (``{key: ms}``, ``table`` grid convention).
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from toolkit.fileio import atomic_write
 
 from .kernels import CONVENTIONS, Kernel, parse_key
 
@@ -54,13 +55,10 @@ class LatencyTable:
         return sum(self.rows[k.key]["latency_ms"] for k in kernels)
 
     def save(self, path: str | Path) -> None:
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps({
+        atomic_write(path, json.dumps({
             "format": FORMAT, "version": VERSION, "device": self.device,
             "convention": self.convention, "source": self.source, "rows": [
                 {"key": k, **v} for k, v in sorted(self.rows.items())]}, indent=0))
-        os.replace(tmp, path)
 
     @classmethod
     def load(cls, path: str | Path) -> LatencyTable:
