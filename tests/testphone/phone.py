@@ -29,7 +29,9 @@ Faults for tests: ``state`` = device | unauthorized | offline; ``fault`` = None 
 (the phone vanishes while benchmark_model runs) | "hang" (benchmark_model stops answering) |
 "garbage" (prints noise, exits 0) | "crash" (dies of SIGSEGV; mksh reports it);
 ``throttle(seconds)`` (thermal status SEVERE and capped frequencies for that long);
-``slowdown_us`` (added to every inference).
+``slowdown_us`` (added to every inference); ``hangup_kills`` (True: when the host hangs up on
+a command, its processes are killed, as adbd does; False: they keep running, like a pty-less
+command on a phone, until something on the phone kills them or the phone vanishes).
 
 Needs root (CI runs as root) and util-linux's ``unshare``/``nsenter``; ``available()`` says
 whether this machine can host the phone, and why not.
@@ -198,6 +200,7 @@ class TestPhone:
         self.state = state
         self.fault: str | None = None
         self.slowdown_us = 0.0
+        self.hangup_kills = True
         self.thermal_status = 0
         self._throttle_until = 0.0
         self.server: AdbdServer | None = None
@@ -456,6 +459,8 @@ class TestPhone:
         except StreamClosed:
             return
         finally:
+            if not self.hangup_kills and proc.poll() is None:
+                proc.wait()  # left running: a kill on the phone or vanish() ends it
             with self._lock:
                 self._procs.discard(proc)
             if proc.poll() is None:

@@ -27,6 +27,25 @@ class DemoError(RuntimeError):
     pass
 
 
+EXPORT_TIMEOUT_S = 30 * 60.0  # one evit-export (the exports run side by side): then killed
+
+
+def wait_or_kill(proc, timeout_s: float, log_file: str | Path, what: str,
+                 started: float | None = None) -> int:
+    """``proc``'s exit code; still running ``timeout_s`` after ``started`` (a
+    ``time.monotonic()``; default now), it is killed and DemoError names its log."""
+    import subprocess
+
+    started = time.monotonic() if started is None else started
+    try:
+        return proc.wait(timeout=max(0.0, started + timeout_s - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise DemoError(f"{what} did not finish in {timeout_s:g} s and was killed; its log: "
+                        f"{log_file}") from None
+
+
 @dataclass
 class DemoConfig:
     out: str = "runs/demo"
@@ -65,11 +84,12 @@ def _step(n: int, total: int, title: str, prog: str, argv: list[str],
 
 
 def export_all(bests: dict[str, dict], out: Path, supernet: Path,
-               log: Callable[[str], None]) -> float:
+               log: Callable[[str], None], timeout_s: float = EXPORT_TIMEOUT_S) -> float:
     """``evit-export`` each search's best into its search folder, all at once (one process
     each, output in export.log beside it); sets each best's ``artifact``, and ``same_as``
     (the device whose export it copies) when two searches chose one subnet, which converts
-    once. Seconds taken."""
+    once. An export still running ``timeout_s`` after the start is killed (DemoError names
+    its log). Seconds taken."""
     import os
     import shutil
     import subprocess
@@ -104,15 +124,29 @@ def export_all(bests: dict[str, dict], out: Path, supernet: Path,
             [sys.executable, "-m", "toolkit.cli.export", *argv], stdout=logf,
             stderr=subprocess.STDOUT, env=env)))
     failed = []
-    for dev, art, logf, proc in procs:
-        rc = proc.wait()
-        logf.close()
-        lines = Path(logf.name).read_text(errors="replace").splitlines()
-        if rc != 0:
-            failed.append(f"{dev} (exit code {rc}; {logf.name}: "
-                          f"{' | '.join(lines[-3:])[-600:]})")
-            continue
-        log("\n".join(x for x in lines if x.startswith((str(art), "metadata: "))))
+    started = time.monotonic()  # they run side by side: each has timeout_s from here
+    try:
+        for dev, art, logf, proc in procs:
+            try:
+                rc = wait_or_kill(proc, timeout_s, logf.name, f"evit-export for {dev}",
+                                  started)
+            except DemoError as e:
+                failed.append(f"{dev} ({e})")
+                continue
+            finally:
+                logf.close()
+            lines = Path(logf.name).read_text(errors="replace").splitlines()
+            if rc != 0:
+                failed.append(f"{dev} (exit code {rc}; {logf.name}: "
+                              f"{' | '.join(lines[-3:])[-600:]})")
+                continue
+            log("\n".join(x for x in lines if x.startswith((str(art), "metadata: "))))
+    finally:  # interrupted (^C): no export is left running
+        for _, _, logf, proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            logf.close()
     if failed:
         raise DemoError(f"export failed: {'; '.join(failed)}; fix it and run evit-demo again "
                         "(finished steps are kept)")

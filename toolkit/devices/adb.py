@@ -15,6 +15,7 @@ import socket
 import struct
 import subprocess
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -33,6 +34,8 @@ IDENTITY_PROPS = (
     "ro.soc.model", "ro.build.fingerprint", "ro.build.version.sdk", "ro.build.version.release",
     "ro.build.type", "ro.hardware", "ro.serialno",
 )
+# run as ``sh -c THIS PIDFILE BINARY ARGS...``: the shell's pid becomes benchmark_model's
+_RECORD_PID_AND_EXEC = 'echo $$ > "$0" && exec "$@"'
 
 
 def q(*args: str) -> str:
@@ -255,13 +258,21 @@ class AdbDevice:
         return remote
 
     def run_benchmark(self, flags: BenchmarkFlags, mask: str, timeout: float) -> str:
+        """Run benchmark_model pinned to ``mask``. A run past ``timeout`` is killed: that
+        run's own process only (its pid, written by the shell that execs it), never another
+        benchmark_model on the phone."""
         binary = self._ensure_binary()
-        cmd = f"taskset {q(mask)} {q(binary, *flags.argv())}"
+        pidfile = f"{self._dir()}/.run-{uuid.uuid4().hex}.pid"
+        self._pushed.add(pidfile)  # removed in cleanup(); at once after a timeout
+        # taskset execs the shell, the shell records its pid and execs benchmark_model: one
+        # pid throughout, so the pid in the file is this run's benchmark_model
+        cmd = (f"taskset {q(mask)} "
+               f"{q('/system/bin/sh', '-c', _RECORD_PID_AND_EXEC, pidfile, binary, *flags.argv())}")
         try:
             r = self.shell(cmd, timeout=timeout)
         except DeviceTimeout:
             with contextlib.suppress(DeviceError):
-                self.shell("pkill -f benchmark_model", timeout=10)  # don't leave it running
+                self._kill_own_run(pidfile, binary)  # don't leave it running
             raise
         if r.returncode != 0:
             raise DeviceError(
@@ -270,18 +281,36 @@ class AdbDevice:
             )
         return r.stdout + r.stderr
 
+    def _kill_own_run(self, pidfile: str, binary: str) -> bool:
+        """Kill the benchmark_model whose pid ``pidfile`` holds, if that pid still runs our
+        binary (not a later process that got the pid); remove the pidfile. True if killed."""
+        text = self.shell(f"cat {q(pidfile)}", timeout=10).stdout.strip()
+        killed = False
+        if text.isdigit() and int(text) > 1:
+            pid = str(int(text))
+            r = self.shell(f"grep -qF -e {q(binary)} {q(f'/proc/{pid}/cmdline')} && "
+                           f"kill -9 {q(pid)}", timeout=10)
+            killed = r.returncode == 0
+        self.shell(f"rm -f -- {q(pidfile)}", timeout=10)
+        self._pushed.discard(pidfile)
+        return killed
+
     def fetch_op_csv(self, remote_csv: str) -> str | None:
-        """Pull the op-profiling CSV benchmark_model wrote (None if it wrote none)."""
+        """Pull the op-profiling CSV benchmark_model wrote: None if it wrote none; a lost
+        device raises DeviceGone (it is not "no CSV")."""
         import tempfile
 
         self._pushed.add(remote_csv)
+        r = self.shell(f"test -f {q(remote_csv)}", timeout=15)
+        if r.returncode == 1:
+            return None
+        if r.returncode != 0:
+            raise DeviceError(f"{self.serial}: cannot check for {remote_csv} "
+                              f"({r.returncode}): {(r.stderr or r.stdout).strip()[:300]}")
         with tempfile.TemporaryDirectory() as tmp:
             local = Path(tmp) / "ops.csv"
-            try:
-                self.pull(remote_csv, local)
-            except DeviceGone:
-                return None
-            return local.read_text() if local.is_file() else None
+            self.pull(remote_csv, local)
+            return local.read_text()
 
     def snapshot(self) -> Snapshot:
         cpus = sorted(c for cl in self.profile.clusters for c in cl.cpus) or list(range(8))

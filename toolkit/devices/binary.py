@@ -3,7 +3,9 @@
 evit never runs a phone benchmark without a binary it has identified: the file must be an
 aarch64 ELF executable, and its sha256 is recorded with every result (different
 benchmark_model versions give different latencies for the same model on the same phone).
-Downloads land in a cache keyed by hash and, when ``sha256`` is given, must match it.
+Downloads land in a cache keyed by hash and, when ``sha256`` is given, must match it (and a
+pinned binary already in the cache is not downloaded again). An unpinned download is warned
+about on stderr with its hash: the nightly "latest" URL serves a different build over time.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import sys
 import tempfile
 import urllib.request
 from dataclasses import dataclass
@@ -66,6 +69,12 @@ def check_binary(path: str | Path, sha256: str | None = None) -> BenchmarkBinary
     return BenchmarkBinary(path, digest)
 
 
+def unpinned_warning(url: str, digest: str) -> str:
+    return (f"warning: benchmark_model from {url} is unpinned (a nightly \"latest\" build "
+            f"changes under you, and with it the latencies): this download has sha256 "
+            f"{digest}; pin it with --binary-sha256 {digest}")
+
+
 def download_binary(url: str = OFFICIAL_URL, sha256: str | None = None,
                     timeout: float = 60.0) -> BenchmarkBinary:
     """Download (or reuse from the cache) and verify; a partial download is never kept."""
@@ -83,6 +92,8 @@ def download_binary(url: str = OFFICIAL_URL, sha256: str | None = None,
         final = folder / binary.sha256
         os.replace(tmp, final)
         os.chmod(final, 0o755)
+        if not sha256:
+            print(unpinned_warning(url, binary.sha256), file=sys.stderr)
         return BenchmarkBinary(final, binary.sha256)
     except OSError as e:
         raise BinaryError(
