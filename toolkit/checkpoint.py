@@ -69,9 +69,24 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{str(p)!r} is not an evit supernet checkpoint (no "
                               f"format={FORMAT!r} entry)")
-    if ckpt.get("version", 0) > VERSION:
-        raise CheckpointError(f"{str(p)!r} has checkpoint version {ckpt['version']}; this evit "
+    v = ckpt.get("version", 0)
+    if not isinstance(v, int) or v > VERSION:
+        raise CheckpointError(f"{str(p)!r} has checkpoint version {v!r}; this evit "
                               f"reads up to version {VERSION}: upgrade evit")
+    for key in ("model", "ema"):  # the weights: a mapping of names to tensors
+        w = ckpt.get(key)
+        if key == "ema" and w is None:
+            continue
+        if not isinstance(w, dict) or not w or not all(
+                isinstance(k, str) and isinstance(t, torch.Tensor) for k, t in w.items()):
+            what = "no" if w is None else "a damaged"
+            raise CheckpointError(f"{str(p)!r} holds {what} {key!r} entry (the supernet's "
+                                  "weights: names to tensors); it is damaged or was not "
+                                  "written by evit: re-train, re-import or restore it")
+    nc = ckpt.get("num_classes", 1000)
+    if isinstance(nc, bool) or not isinstance(nc, int) or not 1 <= nc <= 1_000_000:
+        raise CheckpointError(f"{str(p)!r} has num_classes = {nc!r}; expected a positive "
+                              "integer: the file is damaged")
     return ckpt
 
 

@@ -279,13 +279,20 @@ class ArchConfig:
         p = Path(path)
         if not p.is_file():
             raise ArchError(f"arch file {str(p)!r} does not exist")
-        data = json.loads(p.read_text()) if p.suffix == ".json" else None
-        if data is None:
-            return cls.from_json(p.read_text())
-        return cls.from_dict(data.get("arch", data) if isinstance(data, dict) else data)
+        try:
+            text = p.read_text()
+            data = json.loads(text)
+            return cls.from_dict(data.get("arch", data) if isinstance(data, dict) else data)
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ArchError(f"arch file {str(p)!r} cannot be read as JSON ({e}); give the JSON "
+                            "evit-search or `evit arch` writes") from None
+        except ArchError as e:
+            raise ArchError(f"arch file {str(p)!r}: {e}") from None
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(self.to_json(indent=1) + "\n")
+        from toolkit.fileio import atomic_write
+
+        atomic_write(path, self.to_json(indent=1) + "\n")
 
     def short(self) -> str:
         """A compact one-line description, e.g. for logs and file names."""

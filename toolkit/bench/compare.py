@@ -24,6 +24,7 @@ from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
 from toolkit.devices.store import ResultStore
+from toolkit.fileio import atomic_write_json
 
 MIN_REL = 0.05
 K_SIGMA = 3.0
@@ -122,8 +123,7 @@ def load_entries(spec: str, store: ResultStore | None) -> list[Entry]:
     """BASE/HEAD: a bench run id, ``latest``/``previous``, or a baseline JSON file."""
     p = Path(spec)
     if p.suffix == ".json" and p.is_file():
-        data = json.loads(p.read_text())
-        return [Entry(**e) for e in data["entries"]]
+        return load_baseline(p)
     if store is None:
         raise ValueError(f"{spec!r} is not a baseline file and no --store was given")
     runs = bench_runs(store)
@@ -138,9 +138,63 @@ def load_entries(spec: str, store: ResultStore | None) -> list[Entry]:
     return entries_from_store(store, spec)
 
 
+_ENTRY_TYPES = {"name": "str", "device": "str", "serial": "str", "mode": "str",
+                "median_ms": "ms", "std_ms": "num", "repeats": "int", "runtime": "str",
+                "binary": "str", "threads": "int", "mask": "str", "statistic": "str",
+                "peak_mb": "num?", "delegated": "str?"}
+_OPTIONAL = {"statistic", "peak_mb", "delegated"}
+_EXPECTED = {"str": "a string", "str?": "a string or null", "int": "a non-negative integer",
+             "num": "a non-negative number", "num?": "a non-negative number or null",
+             "ms": "a positive number"}
+
+
+def _valid(kind: str, v) -> bool:
+    if kind.endswith("?") and v is None:
+        return True
+    kind = kind.rstrip("?")
+    if kind == "str":
+        return isinstance(v, str)
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        return False
+    if kind == "int":
+        return isinstance(v, int) and v >= 0
+    return v > 0 if kind == "ms" else v >= 0
+
+
+def load_baseline(path: str | Path) -> list[Entry]:
+    """A baseline JSON (``evit-bench baseline``), validated entry by entry: the file may have
+    been edited or come from elsewhere; an error names the file, the entry and the field."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"baseline {path} cannot be read ({e}); write it again with "
+                         "`evit-bench baseline RUN -o FILE`") from None
+    if not isinstance(data, dict) or data.get("format") != "evit-bench-baseline" or \
+            not isinstance(data.get("entries"), list):
+        raise ValueError(f"{path} is not an evit-bench baseline (format evit-bench-baseline, "
+                         "entries: [...]); write one with `evit-bench baseline RUN -o FILE`")
+    out = []
+    for i, e in enumerate(data["entries"]):
+        if not isinstance(e, dict):
+            raise ValueError(f"{path}: entries[{i}] = {e!r} is not an object")
+        unknown = set(e) - set(_ENTRY_TYPES)
+        missing = set(_ENTRY_TYPES) - _OPTIONAL - set(e)
+        if unknown or missing:
+            raise ValueError(f"{path}: entries[{i}] has unknown fields {sorted(unknown)} or "
+                             f"lacks {sorted(missing)}")
+        for k, v in e.items():
+            if not _valid(_ENTRY_TYPES[k], v):
+                raise ValueError(f"{path}: entries[{i}].{k} = {v!r} is not valid; expected "
+                                 f"{_EXPECTED[_ENTRY_TYPES[k]]}")
+        out.append(Entry(**{k: (float(v) if _ENTRY_TYPES[k] in ("ms", "num", "num?")
+                                and v is not None else v) for k, v in e.items()}))
+    return out
+
+
 def save_baseline(entries: list[Entry], path: str | Path, run_id: str) -> None:
-    Path(path).write_text(json.dumps({"format": "evit-bench-baseline", "run": run_id,
-                                      "entries": [e.to_dict() for e in entries]}, indent=1))
+    atomic_write_json(path, {"format": "evit-bench-baseline", "run": run_id,
+                             "entries": [e.to_dict() for e in entries]}, indent=1)
 
 
 def compare(base: list[Entry], head: list[Entry], min_rel: float = MIN_REL,

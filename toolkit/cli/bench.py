@@ -104,12 +104,14 @@ def main(argv: list[str] | None = None) -> int:
             rows = cmp.compare(base, head, args.min_rel, args.k)
             md = cmp.markdown(rows, args.base, args.head)
             print(md)
+            from toolkit.fileio import atomic_write
+
             if args.markdown:
-                Path(args.markdown).write_text(md + "\n")
+                atomic_write(args.markdown, md + "\n")
             if args.junit:
-                Path(args.junit).write_text(cmp.junit(rows))
+                atomic_write(args.junit, cmp.junit(rows))
             if args.github_json:
-                Path(args.github_json).write_text(cmp.github_benchmark(head))
+                atomic_write(args.github_json, cmp.github_benchmark(head))
             regressions = sum(r.status == "regression" for r in rows)
             return 1 if regressions and not args.report_only else 0
         if args.cmd == "report":

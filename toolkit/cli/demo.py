@@ -22,6 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from toolkit.fileio import atomic_write_json
+
 
 class DemoError(RuntimeError):
     pass
@@ -177,7 +179,7 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], None] = print) -> dict:
 
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "demo_config.json").write_text(json.dumps(cfg.__dict__, indent=1, default=list))
+    atomic_write_json(out / "demo_config.json", cfg.__dict__, indent=1, default=list)
     t_start = time.perf_counter()
     times: dict[str, float] = {}
     total = 6
@@ -194,6 +196,8 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], None] = print) -> dict:
     else:
         if (tdir / "last.pt").is_file():
             argv.append("--resume")
+        elif tdir.is_dir() and any(tdir.iterdir()):
+            argv.append("--overwrite")  # a run killed before its first checkpoint: nothing kept
         times["train"] = _step(1, total, "train a supernet on the embedded digits", "evit-train",
                                argv, train.main, log)
     supernet = tdir / "supernet.pt"

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from toolkit.checkpoint import CheckpointError, load_checkpoint, load_supernet
+from toolkit.checkpoint import CheckpointError, load_checkpoint, supernet_from_checkpoint
 from toolkit.space import ArchConfig, ArchError
 from toolkit.train.data import DataError, build_datasets
 from toolkit.zoo import get_arch, list_models
@@ -44,6 +44,7 @@ def run(args: argparse.Namespace) -> dict:
         raise ArchError("give exactly one of --model NAME or --arch subnet.json")
     arch = get_arch(args.model) if args.model else ArchConfig.load(args.arch)
     name = args.model or Path(args.arch).stem
+    out = output_path(args.out, f"{name}_{args.precision}.{args.format}", args.format)
     r = arch.resolution
     source: dict = {"model": args.model, "arch_file": args.arch}
     calib = parity = None
@@ -58,7 +59,7 @@ def run(args: argparse.Namespace) -> dict:
                             "recalibration (e.g. --data /data/imagenet)")
         image_size = ck.get("config", {}).get("image_size", 224)
         data = build_datasets(data_dir, image_size)
-        supernet = load_supernet(args.supernet)
+        supernet = supernet_from_checkpoint(ck, args.supernet)  # read once, not twice
         if data.num_classes != supernet.num_classes:
             raise DataError(f"the calibration data has {data.num_classes} classes, the supernet "
                             f"{supernet.num_classes}")
@@ -86,12 +87,35 @@ def run(args: argparse.Namespace) -> dict:
         if args.precision == "int8":
             calib = [torch.randn(1, 3, r, r) for _ in range(8)]
             source["calibration_data"] = "random normal (no --supernet/--data)"
-    out = Path(args.out) if args.out else Path("exports") / f"{name}_{args.precision}.{args.format}"
     if args.parity_samples and parity is None:
         parity = torch.randn(args.parity_samples, 3, r, r,
                              generator=torch.Generator().manual_seed(1))
     res = export_subnet(net, out, args.format, args.precision, parity, calib, norm, source)
     return res.meta | {"artifact": str(res.artifact), "sidecar": str(res.sidecar)}
+
+
+def output_path(out: str | None, default_name: str, fmt: str) -> Path:
+    """Where the artifact goes, checked before any work: a folder (existing, or given with a
+    trailing /) gets the default file name; a file must have the format's suffix and a
+    writable folder."""
+    import os
+
+    if not out:
+        return Path("exports") / default_name
+    path = Path(out)
+    if path.is_dir() or out.endswith(("/", os.sep)):
+        path = path / default_name
+    if path.suffix != f".{fmt}":
+        raise ValueError(f"--out {out}: a {fmt} artifact needs the .{fmt} suffix (or give a "
+                         "folder to get the default name)")
+    if path.exists() and not path.is_file():
+        raise ValueError(f"--out {path} exists and is not a file")
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"--out {path}: cannot write into {parent}")
+    return path
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -107,7 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=("fp32", "fp16", "int8-dynamic", "int8"),
                    default="fp32", help="fp32 | fp16 | int8-dynamic | int8 (full integer, "
                    "calibrated) (default: fp32)")
-    p.add_argument("--out", help="artifact path (default: exports/<name>_<precision>.<format>)")
+    p.add_argument("--out", help="artifact path, or a folder for the default file name "
+                   "(default: exports/<name>_<precision>.<format>)")
     p.add_argument("--num-classes", type=int, default=1000,
                    help="classes when no --supernet is given (default: 1000)")
     p.add_argument("--bn-batches", type=int, default=8,
@@ -123,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         meta = run(args)
-    except (ArchError, KeyError, CheckpointError, DataError, ValueError) as e:
+    except (ArchError, KeyError, CheckpointError, DataError, ValueError, OSError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"evit-export: error: {msg}", file=sys.stderr)
         return 2

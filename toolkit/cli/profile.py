@@ -27,8 +27,8 @@ def open_device(name: str, serial: str | None = None, binary=None, adb_port: int
 
     try:
         profile = get_profile(name)
-    except ProfileError:
-        profile = None
+    except ProfileError as e:
+        profile, unknown = None, str(e)
     if profile is not None and profile.is_host:
         return HostDevice(profile)
     from toolkit.devices.adb import AdbDevice, client, list_attached
@@ -39,8 +39,7 @@ def open_device(name: str, serial: str | None = None, binary=None, adb_port: int
         hits = [d for d in attached if d.serial == name]
         if not hits:
             raise DeviceError(
-                f"--device {name!r} is neither a known profile nor an attached serial; run "
-                "`evit devices` to see both"
+                f"--device {name!r} is not an attached phone's serial either: {unknown}"
             )
         serial = name
     ready = [d for d in attached if d.state == "device"
@@ -56,6 +55,18 @@ def open_device(name: str, serial: str | None = None, binary=None, adb_port: int
         raise DeviceError(f"{len(ready)} phones match {name}: "
                           f"{', '.join(d.serial for d in ready)}; pick one with --serial")
     return AdbDevice(c, ready[0].serial, profile=ready[0].profile, binary=binary)
+
+
+def check_model_file(path: str) -> None:
+    """A .tflite to measure: it exists and is a TFLite flatbuffer (identifier TFL3)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError as e:
+        raise ValueError(f"--model {path}: cannot read it ({e.strerror})") from None
+    if head[4:8] != b"TFL3":
+        raise ValueError(f"--model {path} is not a .tflite model (no TFL3 identifier); export "
+                         "one with evit-export --format tflite")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -121,14 +132,15 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--num-classes", type=int, default=1000, help="classifier size of the head")
     c.add_argument("--report", action="store_true",
                    help="write predicted-vs-measured plots (PNG) and print the accuracy")
+    c.add_argument("--overwrite", action="store_true",
+                   help="start over in --out even though it holds another campaign (deletes it)")
     c.add_argument("--no-install", action="store_true",
                    help="do not install the trained predictor for the device")
     return p
 
 
 def campaign(args, device) -> int:
-    import shutil
-
+    from toolkit.fileio import atomic_copy
     from toolkit.latency import user_predictor_dir
     from toolkit.latency.profiler import CampaignConfig, report, run_campaign
 
@@ -143,7 +155,7 @@ def campaign(args, device) -> int:
                          subnet_min_secs=args.subnet_min_secs,
                          mflops=tuple(args.mflops) if args.mflops else None)
     summary = run_campaign(device, out, cfg, progress=lambda m: print(m, file=sys.stderr),
-                           workers=args.workers)
+                           workers=args.workers, overwrite=args.overwrite)
     o = summary["overhead"]
     if o.get("form") == "per-kind":
         kinds = " + ".join(f"{v:.2f} x {k}" for k, v in o["kind_scale"].items())
@@ -167,8 +179,7 @@ def campaign(args, device) -> int:
             print(f"plot: {path}")
     if not args.no_install:
         dest = user_predictor_dir() / f"{summary['device']}.json"
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(summary["predictor"], dest)
+        atomic_copy(summary["predictor"], dest)  # a search reading it sees old or new
         print(f"installed the {summary['device']} predictor: {dest}")
     return 0
 
@@ -228,13 +239,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"evit-profile: error: {e}", file=sys.stderr)
             return 1
     try:
-        binary = None
-        if args.device.lower() not in ("host", "cpu", "local", "this-machine"):
+        if args.model:
+            check_model_file(args.model)
+        # the device first (a typo is named as such), then its benchmark binary
+        device = open_device(args.device, args.serial, None, args.adb_port)
+        if not device.profile.is_host:
             from toolkit.devices.binary import resolve_binary
 
-            binary = resolve_binary(args.benchmark_binary, args.download_binary,
-                                    sha256=args.binary_sha256)
-        device = open_device(args.device, args.serial, binary, args.adb_port)
+            device.binary = resolve_binary(args.benchmark_binary, args.download_binary,
+                                           sha256=args.binary_sha256)
         if not args.model:
             return campaign(args, device)
         delegate = resolve_delegate(args.accelerator, args.delegate, device.profile)
@@ -243,6 +256,7 @@ def main(argv: list[str] | None = None) -> int:
                        repeats=args.repeats or 5, min_secs=args.min_secs,
                        op_profiling=args.per_layer, delegate=delegate,
                        timeout_s=args.timeout, max_cooldown_s=args.max_cooldown)
+        spec.resolve(device.profile)  # an unknown --mode or a bad --mask: before the store
         with ResultStore(args.store) as store:
             result = measure(device, args.model, spec, store=store, label=args.label,
                              progress=lambda s: print(s, file=sys.stderr))

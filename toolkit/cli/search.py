@@ -19,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+from toolkit.fileio import atomic_open, atomic_write_json
 from toolkit.search.evolution import Cost, SearchConfig, SearchError, pareto_front, search
 
 DEFAULT_SUPERNET = "runs/train/supernet.pt"
@@ -58,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-bank-seeds", action="store_true",
                    help="start the search from uniform draws only, not from the supernet's "
                         "memory banks (the release seeds its first population from them)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start over in --out even though it holds another search (deletes it)")
     p.add_argument("--any-subnet", action="store_true",
                    help="with a release-layout supernet: search the whole space, not only the "
                         "subnets the release's sampler could have trained")
@@ -138,6 +141,9 @@ def run(args) -> dict:
             f"no supernet checkpoint at {ckpt_path}. Train one with `evit-train` (the embedded "
             "digits, about 10 minutes on 2 CPU cores; writes runs/train/supernet.pt) or pass "
             "--supernet PATH")
+    out = Path(args.out)
+    manifest = (_claim_folder(out, _manifest(args, cost, cfg, ckpt_path), args.overwrite)
+                if rank == 0 else None)  # one claimant: torchrun's other ranks write no state
     try:
         ckpt = load_checkpoint(ckpt_path)
         ckpt_cfg = ckpt.get("config", {}) or {}
@@ -166,8 +172,8 @@ def run(args) -> dict:
     evaluator = AccuracyEvaluator.from_datasets(
         net, data, calib_images=args.calib_images, search_images=args.search_images,
         seed=args.seed, image_size=int(ckpt_cfg.get("image_size", 224) or 224), device=device)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    if rank == 0:
+        atomic_write_json(out / "search.json", manifest, indent=1)
     t0 = time.time()
     results = []
     for b in budgets:
@@ -187,7 +193,7 @@ def run(args) -> dict:
             best["predicted_latency_ms"] = r["cost"]
         path = out / (f"best_{cost.kind}_{b:g}.json" if rank == 0 else
                       f"best_{cost.kind}_{b:g}.rank{rank}.json")
-        path.write_text(json.dumps(best, indent=1))
+        atomic_write_json(path, best, indent=1)
         best["path"] = str(path)
         results.append(best)
         print(f"budget {b:g} {cost.unit}: top-1 {100 * r['accuracy']:.1f}% at {r['cost']:.2f} "
@@ -203,7 +209,7 @@ def run(args) -> dict:
                    "arch": k}
     rows = list(rows.values())
     front = set(pareto_front([(r["cost"], r["accuracy"]) for r in rows]))
-    with open(out / "front.csv", "w", newline="") as f:
+    with atomic_open(out / "front.csv", "w") as f:
         w = csv.writer(f)
         w.writerow([f"cost_{cost.unit}", "top1", "mflops", "pareto", "arch"])
         for r in sorted(rows, key=lambda r: r["cost"]):
@@ -249,8 +255,61 @@ def run(args) -> dict:
             gap = 100 * (best["measured_ms"] / best["cost"] - 1)
             print(f"budget {best['budget']:g}: measured {best['measured_ms']:.2f} ms ({stat}) "
                   f"on {args.device} vs predicted {best['cost']:.2f} ms ({gap:+.1f}%)")
-    (out / "summary.json").write_text(json.dumps(results, indent=1, default=str))
+    atomic_write_json(out / "summary.json", results, indent=1, default=str)
     return {"results": results, "evaluated": evaluator.evaluated}
+
+
+SEARCH_FILES = ("search.json", "summary.json", "front.csv", "front.png")
+SEARCH_GLOBS = ("state_*.json", "best_*.json", "best_*.tflite", "best_*.tflite.json",
+                "best_*.onnx", "best_*.onnx.json")
+
+
+def _manifest(args, cost: Cost, cfg: SearchConfig, ckpt: Path) -> dict:
+    """What makes a search folder's run this run: resuming needs all of it to match."""
+    from dataclasses import asdict
+
+    from toolkit.export import sha256_file
+
+    m = {"format": "evit-search-run", "supernet_sha256": sha256_file(ckpt),
+         "data": args.data, "cost": cost.kind, "config": asdict(cfg),
+         "any_subnet": bool(args.any_subnet), "bank_seeds": not args.no_bank_seeds}
+    if cost.kind == "latency":
+        m["device"] = cost.predictor.device
+        m["predictor_sha256"] = sha256_file(args.predictor) if args.predictor else None
+    return m
+
+
+def _claim_folder(out: Path, manifest: dict, overwrite: bool) -> dict:
+    """Refuse a folder holding another search (before any work); ``overwrite`` deletes it."""
+    if out.exists() and not out.is_dir():
+        raise SearchError(f"--out {out} is a file; give a folder")
+    old_files = [out / f for f in SEARCH_FILES if (out / f).exists()] + sorted(
+        p for g in SEARCH_GLOBS for p in out.glob(g)) if out.is_dir() else []
+    if overwrite:
+        for p in old_files:
+            p.unlink(missing_ok=True)
+        return manifest
+    mpath = out / "search.json"
+    if mpath.is_file():
+        try:
+            old = json.loads(mpath.read_text())
+        except ValueError:
+            old = None
+        if not isinstance(old, dict):
+            raise SearchError(f"{mpath} is damaged; start over with --overwrite or choose "
+                              "another --out")
+        diff = sorted(k for k in set(old) | set(manifest) if old.get(k) != manifest.get(k))
+        if diff:
+            raise SearchError(
+                f"{out} holds another search (it differs in {', '.join(diff)}); resume it with "
+                "the same settings, start over with --overwrite (deletes it), or choose "
+                "another --out")
+    elif any(p.name.startswith(("state_", "best_")) for p in old_files) and not any(
+            p.name.startswith("state_") for p in old_files):
+        raise SearchError(f"{out} holds results of another search ({old_files[0].name}, ...) "
+                          "and no state to resume; start over with --overwrite or choose "
+                          "another --out")
+    return manifest
 
 
 def _already_exported(art: Path, arch: dict, ckpt: Path, data: str | None = None) -> bool:

@@ -7,6 +7,7 @@ cores) and writes runs/train/{supernet.pt,last.pt,config.json,log.jsonl,eval.csv
     evit-train --data /imagenet --out runs/in1k  # ImageNet layout: train/ and val/ class folders
     evit-train --sampler sandwich                # the baseline (also: complexity)
     evit-train --resume                          # continue runs/train/last.pt exactly
+    evit-train --overwrite                       # start over in runs/train (deletes the old run)
     torchrun --nproc_per_node 8 -m toolkit.cli.train --data /imagenet   # data parallel
 """
 
@@ -50,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="a config.json to start from (command-line flags override)")
     p.add_argument("--resume", nargs="?", const=True, default=False, metavar="CKPT",
                    help="continue from OUT/last.pt (or the given checkpoint)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start a new run in --out even though it holds another (deletes it)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--print-config", action="store_true",
                    help="print the resolved configuration as JSON and exit")
@@ -107,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         from toolkit.train.trainer import train
 
-        res = train(cfg, resume=args.resume, progress=not args.no_progress)
+        res = train(cfg, resume=args.resume, progress=not args.no_progress,
+                    overwrite=args.overwrite)
     except (ConfigError, DataError, CheckpointError, ArchError, FileNotFoundError,
             AttributeError) as e:
         print(f"evit-train: error: {e}", file=sys.stderr)

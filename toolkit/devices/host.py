@@ -75,7 +75,8 @@ class HostDevice:
             out, _ = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired as e:
             os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
+            with contextlib.suppress(subprocess.TimeoutExpired):  # a pipe a stray holds open
+                proc.communicate(timeout=10)
             raise DeviceTimeout(f"host benchmark timed out after {timeout:.0f} s and was killed"
                                 ) from e
         if proc.returncode != 0:

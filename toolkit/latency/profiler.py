@@ -32,6 +32,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from toolkit.fileio import atomic_write_json, sweep_temps
 from toolkit.space import SPACE, ArchConfig, SearchSpace
 
 from .kernels import Kernel, kernel_codes
@@ -255,9 +256,14 @@ def default_workers() -> int:
     return max(1, min(2, os.cpu_count() or 1))
 
 
+CAMPAIGN_FILES = ("campaign.json", "kernels.jsonl", "subnets.jsonl", "summary.json")
+
+
 def run_campaign(device, out: str | Path, cfg: CampaignConfig | None = None,
-                 progress: Callable[[str], None] = print, workers: int | None = None) -> dict:
-    """Run (or resume) a campaign; returns the summary (also written to out/summary.json)."""
+                 progress: Callable[[str], None] = print, workers: int | None = None,
+                 overwrite: bool = False) -> dict:
+    """Run (or resume) a campaign; returns the summary (also written to out/summary.json).
+    A folder holding another campaign is refused unless ``overwrite`` (which deletes it)."""
     cfg = cfg or CampaignConfig()
     cfg = CampaignConfig(**{**cfg.__dict__, "statistic": cfg.statistic
                             or device.profile.statistic})
@@ -266,10 +272,27 @@ def run_campaign(device, out: str | Path, cfg: CampaignConfig | None = None,
     from toolkit.devices.measure import measure
 
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file; give a folder for the campaign")
     cfg_path = out / "campaign.json"
+    if overwrite:  # start over: the old campaign's files go first
+        for name in CAMPAIGN_FILES:
+            (out / name).unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    sweep_temps(out)
+    if not cfg_path.is_file() and any((out / n).exists() for n in CAMPAIGN_FILES):
+        raise ValueError(f"{out} holds measurements of a campaign without its campaign.json; "
+                         "start over with --overwrite or choose another --out")
     if cfg_path.is_file():
-        old = json.loads(cfg_path.read_text())
+        try:
+            old = json.loads(cfg_path.read_text())
+            if not (isinstance(old, dict) and isinstance(old.get("config"), dict)
+                    and isinstance(old.get("device"), str)):
+                raise ValueError("not a campaign description")
+        except ValueError as e:
+            raise ValueError(f"{cfg_path} is damaged ({e}); its measurements cannot be "
+                             "trusted to resume: start over with --overwrite or choose another "
+                             "--out") from None
         if "subnet_spread" not in old["config"]:  # older campaign: keep measuring its subnets
             cfg = CampaignConfig(**{**cfg.__dict__, **LEGACY})
         # keys added later: the value that reproduces what such a campaign measured
@@ -277,10 +300,11 @@ def run_campaign(device, out: str | Path, cfg: CampaignConfig | None = None,
         if old["config"] != cfg.to_dict() or old["device"] != device.profile.name:
             raise ValueError(
                 f"{out} holds a campaign with a different configuration or device "
-                f"({old['device']}, {old['config']}); use another --out or the same settings")
+                f"({old['device']}, {old['config']}); use another --out, the same settings, "
+                "or --overwrite (deletes it)")
     else:
-        cfg_path.write_text(json.dumps({"device": device.profile.name,
-                                        "config": cfg.to_dict()}, indent=1))
+        atomic_write_json(cfg_path, {"device": device.profile.name, "config": cfg.to_dict()},
+                          indent=1)
     spec = RunSpec(warmup_runs=cfg.warmup, num_runs=cfg.runs, repeats=cfg.repeats,
                    min_secs=cfg.min_secs,
                    max_cooldown_s=60)
@@ -462,7 +486,7 @@ def finish(device_name: str, out: Path, cfg: CampaignConfig) -> dict:
                    "held_out_within10": float("nan"), "held_out_within5": float("nan"),
                    "held_out_rmspe": float("nan"),
                    "predictor": str(out / f"{device_name}.json"), "points": []}
-        (out / "summary.json").write_text(json.dumps(summary, indent=1))
+        atomic_write_json(out / "summary.json", summary, indent=1)
         return summary
     enc = np.stack([SPACE.encode(ArchConfig.from_json(s["arch"])) for s in subs])
     measured = np.array([s["latency_ms"] for s in subs])
@@ -499,7 +523,7 @@ def finish(device_name: str, out: Path, cfg: CampaignConfig) -> dict:
                     "weights_mb": float(w)}
                    for m, p, s, w in zip(measured, predicted, sums, mb)],
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    atomic_write_json(out / "summary.json", summary, indent=1)
     return summary
 
 

@@ -12,13 +12,13 @@ point resumes and a given seed always gives the same result.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
+from toolkit.fileio import atomic_write_json
 from toolkit.space import SPACE, ArchConfig, SearchSpace
 
 
@@ -217,10 +217,14 @@ def _key(budget: float, cost: Cost, cfg: SearchConfig, space: SearchSpace = SPAC
 def _load_state(path, budget, cost, cfg, space: SearchSpace = SPACE, seeds: int = 0) -> dict:
     key = _key(budget, cost, cfg, space, seeds)
     if path is not None and Path(path).is_file():
-        st = json.loads(Path(path).read_text())
-        if st.get("key") != key:
+        try:
+            st = json.loads(Path(path).read_text())
+        except ValueError as e:
+            raise SearchError(f"{path} is damaged ({e}); delete it to search this budget "
+                              "again, or start over with --overwrite") from None
+        if not isinstance(st, dict) or st.get("key") != key:
             raise SearchError(f"{path} belongs to a different search ({st.get('key')}); use "
-                              "another --out or the same settings")
+                              "another --out, the same settings, or --overwrite")
         return st
     return {"key": key, "population": None, "generation": 0, "scores": {}, "lo": None}
 
@@ -228,11 +232,7 @@ def _load_state(path, budget, cost, cfg, space: SearchSpace = SPACE, seeds: int 
 def _save_state(path, state: dict) -> None:
     if path is None:
         return
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(state))
-    os.replace(tmp, path)
+    atomic_write_json(path, state)
 
 
 def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:

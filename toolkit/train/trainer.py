@@ -40,10 +40,11 @@ from toolkit.checkpoint import (
     load_checkpoint,
     supernet_from_checkpoint,
 )
+from toolkit.fileio import atomic_write, atomic_write_json, sweep_temps
 from toolkit.flops import flops
 from toolkit.space import SPACE, ArchConfig, SearchSpace
 from toolkit.supernet import Supernet
-from toolkit.train.config import TrainConfig
+from toolkit.train.config import ConfigError, TrainConfig
 from toolkit.train.data import BatchStream, build_datasets, mixup_cutmix
 from toolkit.train.evaluate import evaluate_subnets
 from toolkit.train.losses import alpha_divergence, soft_cross_entropy
@@ -253,12 +254,50 @@ def _truncate_log(path: Path, start_step: int) -> None:
                 keep.append(line)
         except json.JSONDecodeError:
             continue  # a half-written last line
-    path.write_text("".join(k + "\n" for k in keep))
+    atomic_write(path, "".join(k + "\n" for k in keep))
 
 
-def train(cfg: TrainConfig, resume: bool | str = False, progress: bool = True) -> TrainResult:
-    """Train a supernet as configured; ``resume=True`` continues ``cfg.out/last.pt``."""
+RUN_FILES = ("last.pt", "supernet.pt", "config.json", "log.jsonl", "eval.csv", "summary.json")
+
+
+def check_run_folder(out: str | Path, resume: bool | str = False,
+                     overwrite: bool = False) -> list[Path]:
+    """Refuse to start a new run over another one; the old run's files (to delete when
+    ``overwrite``). A resumed run is the same run: nothing to refuse."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"out = {str(out)!r} is a file, not a folder; choose a folder")
+    old = [out / f for f in RUN_FILES if (out / f).exists()]
+    old += sorted(out.glob("summary_rank*.json")) if out.is_dir() else []
+    if resume:
+        if overwrite:
+            raise ConfigError("--resume continues the run in --out, --overwrite deletes it: "
+                              "give one of them")
+        return []
+    if old and not overwrite:
+        raise ConfigError(
+            f"{out} holds another training run ({', '.join(p.name for p in old)}); continue it "
+            "with --resume, start over with --overwrite (deletes it), or choose another --out")
+    return old
+
+
+def _truncate_eval(path: Path, start_step: int) -> None:
+    """On resume, drop evaluation rows the killed run wrote after its checkpoint (an
+    evaluation at the checkpoint's own step came before it and stays)."""
+    if not path.exists():
+        return
+    lines = path.read_text().splitlines()
+    keep = lines[:1] + [ln for ln in lines[1:]
+                        if ln.split(",", 1)[0].isdigit() and int(ln.split(",", 1)[0]) <= start_step]
+    atomic_write(path, "".join(k + "\n" for k in keep))
+
+
+def train(cfg: TrainConfig, resume: bool | str = False, progress: bool = True,
+          overwrite: bool = False) -> TrainResult:
+    """Train a supernet as configured; ``resume=True`` continues ``cfg.out/last.pt``; a new
+    run into a folder holding another one needs ``overwrite=True`` (it deletes the old)."""
     cfg.validate()
+    old_run = check_run_folder(cfg.out, resume, overwrite)  # before any work, on every rank
     t_start = time.time()
     device_name = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available()
                                                           else "cpu")
@@ -272,6 +311,9 @@ def train(cfg: TrainConfig, resume: bool | str = False, progress: bool = True) -
     out = Path(cfg.out)
     if d.main:
         out.mkdir(parents=True, exist_ok=True)
+        for f in old_run:  # --overwrite: the old run goes before the new one writes anything
+            f.unlink(missing_ok=True)
+        sweep_temps(out)  # what a killed checkpoint write left (an 80 MB .last.pt.*.tmp)
 
     torch.manual_seed(cfg.seed)
     init = None
@@ -330,6 +372,7 @@ def train(cfg: TrainConfig, resume: bool | str = False, progress: bool = True) -
     if d.main:
         cfg.save(out / "config.json")
         _truncate_log(out / "log.jsonl", start)
+        _truncate_eval(out / "eval.csv", start)
 
     stream = BatchStream(data.train, cfg.batch_size, cfg.seed, d.rank, d.world, cfg.workers)
     spe = stream.steps_per_epoch
@@ -451,7 +494,7 @@ def train(cfg: TrainConfig, resume: bool | str = False, progress: bool = True) -
     summary_name = "summary.json" if d.main else f"summary_rank{d.rank}.json"
     if d.world > 1 or d.main:
         out.mkdir(parents=True, exist_ok=True)
-        (out / summary_name).write_text(json.dumps(summary, indent=1) + "\n")
+        atomic_write_json(out / summary_name, summary, indent=1)
     return TrainResult(out, final, cfg.steps, evals, summary["seconds"],
                        summary["train_images_per_second"])
 
