@@ -139,9 +139,18 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def campaign(args, device) -> int:
+def install_predictor(src: str | os.PathLike, device: str):
+    """Copy a trained predictor into the user predictor folder, atomically: a search reading
+    it meanwhile sees the old file or the new one, never half of one."""
     from toolkit.fileio import atomic_copy
     from toolkit.latency import user_predictor_dir
+
+    dest = user_predictor_dir() / f"{device}.json"
+    atomic_copy(src, dest)
+    return dest
+
+
+def campaign(args, device) -> int:
     from toolkit.latency.profiler import CampaignConfig, report, run_campaign
 
     out = args.out or os.path.join("runs", f"profile_{device.profile.name}")
@@ -178,8 +187,7 @@ def campaign(args, device) -> int:
         for path in report(summary, out):
             print(f"plot: {path}")
     if not args.no_install:
-        dest = user_predictor_dir() / f"{summary['device']}.json"
-        atomic_copy(summary["predictor"], dest)  # a search reading it sees old or new
+        dest = install_predictor(summary["predictor"], summary["device"])
         print(f"installed the {summary['device']} predictor: {dest}")
     return 0
 

@@ -200,7 +200,8 @@ class ResultStore:
                         (str(SCHEMA_VERSION),))
             cur.execute("COMMIT")
         except BaseException:
-            cur.execute("ROLLBACK")
+            if self.db.in_transaction:
+                cur.execute("ROLLBACK")
             raise
 
     def _open(self):
@@ -243,6 +244,11 @@ class ResultStore:
         cur = self.db.cursor()
         try:
             cur.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as e:  # another process holds the store
+            raise StoreError(f"{self.path}: cannot write the result ({e}); another process "
+                             f"held the store for {BUSY_TIMEOUT_S:g} s. Nothing was written; "
+                             "run again when it is free") from e
+        try:
             cur.execute(f"INSERT INTO results ({cols}) VALUES ({marks})", rec)
             rid = cur.lastrowid
             for i, rep in enumerate(r.repeat_rows):
@@ -260,11 +266,13 @@ class ResultStore:
                 )
             cur.execute("COMMIT")
         except (KeyError, TypeError) as e:
-            cur.execute("ROLLBACK")
+            if self.db.in_transaction:
+                cur.execute("ROLLBACK")
             raise StoreError(f"malformed result ({e!r} missing or of the wrong type); nothing "
                              "was written") from e
         except BaseException:
-            cur.execute("ROLLBACK")
+            if self.db.in_transaction:  # a failed COMMIT may have ended it already
+                cur.execute("ROLLBACK")
             raise
         r.id, r.created = rid, rec["created"]
         return rid

@@ -417,9 +417,10 @@ class LatencyPredictor:
         got = pred.predict_encoded(np.stack([SPACE.encode(lo), SPACE.encode(hi)]))
         if not (np.all(np.isfinite(got)) and np.all(got > 0)):
             raise PredictorError(
-                f"{source}: predicts {got[0]:.4g} ms for the smallest subnet and {got[1]:.4g} ms "
-                "for the largest; a predictor must give finite, positive latencies: the file is "
-                "damaged or was edited; regenerate it")
+                f"{source}: with overhead.scale = {scale:g}, overhead.offset_ms = {offset:g} "
+                f"it predicts {got[0]:.4g} ms for the smallest subnet and {got[1]:.4g} ms for "
+                "the largest; a predictor must give finite, positive latencies: the file is "
+                "damaged or was edited; regenerate it with evit-profile")
         return pred
 
 
