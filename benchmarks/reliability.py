@@ -532,6 +532,51 @@ def _(tmp):
             "max_s": 15}
 
 
+@_c("train: --out names a file", "train", 2)
+def _(tmp):
+    (tmp / "f").write_text("x")
+    return {"argv": cli("toolkit.cli.train", *TINY, "--out", tmp / "f"),
+            "expect_in": "is a file", "keep": [tmp / "f"], "max_s": 15}
+
+
+@_c("export: --out inside a path that is a file", "export", 2)
+def _(tmp):
+    (tmp / "f").write_text("x")
+    return {"argv": cli("toolkit.cli.export", "--model", "elasticvit_t0", "--out",
+                        tmp / "f" / "m.tflite"), "expect_in": "cannot write into",
+            "keep": [tmp / "f"], "max_s": 15}
+
+
+@_c("export: a checkpoint whose num_classes is 'ten'", "export", 2)
+def _(tmp):
+    import torch
+
+    from toolkit.supernet import Supernet
+
+    p = tmp / "bad.pt"
+    torch.save({"format": "evit-supernet", "version": 1, "num_classes": "ten",
+                "model": Supernet(10).state_dict()}, p)
+    return {"argv": cli("toolkit.cli.export", "--model", "elasticvit_t0", "--supernet", p),
+            "expect_in": "num_classes", "max_s": 20}
+
+
+@_c("bench report: a stored model named ../../evil (older store)", "bench", 0)
+def _(tmp):
+    from toolkit.devices.host import HostDevice
+    from toolkit.devices.measure import RunSpec, measure
+    from toolkit.devices.store import ResultStore
+
+    st = tmp / "b.sqlite"
+    with ResultStore(st) as store:
+        measure(HostDevice(), str(conv_tflite(tmp)), RunSpec(repeats=1, num_runs=3),
+                store=store, meta={"bench_run": "r", "model": "../../evil", "mode": "m"})
+    rep = tmp / "deep" / "er" / "rep"
+    return {"argv": cli("toolkit.cli.bench", "--store", st, "report", "-o", rep),
+            "absent": [tmp / "deep" / "evil", tmp / "evil"], "keep": [st],
+            "check": lambda: "every file inside the report folder" if all(
+                p.parent == rep for p in rep.rglob("*") if p.is_file()) else "FAIL: escaped"}
+
+
 def run_case(case: Case, keep_tmp: bool = False) -> Outcome:
     tmp = Path(tempfile.mkdtemp(prefix="evit-rel-"))
     notes = []
@@ -553,10 +598,14 @@ def run_case(case: Case, keep_tmp: bool = False) -> Outcome:
     if "after" in spec:
         spec["after"]()
     text = out if spec.get("stream") == "out" else err
-    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.startswith(
-        ("WARNING: All log", "I0000", "W0000"))]
+    noise = ("WARNING: All log", "I0000", "W0000", "INFO:", "WARNING:")
+    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.startswith(noise)]
     err_lines = [ln for ln in lines if "error" in ln.lower() or "FAILED" in ln]
-    message = (err_lines or lines or [""])[0].strip()
+    if rc == 0 and spec.get("stream") != "out":  # the work was done: say what came out
+        lines = [ln for ln in out.splitlines() if ln.strip() and not ln.startswith(noise)]
+        message = (lines or [""])[0].strip()
+    else:
+        message = (err_lines or lines or [""])[0].strip()
     if "expect_in" in spec and spec["expect_in"] not in text:
         notes.append(f"FAIL: {spec['expect_in']!r} not in the output")
     if "Traceback" in err:
@@ -576,6 +625,51 @@ def run_case(case: Case, keep_tmp: bool = False) -> Outcome:
 
         shutil.rmtree(tmp, ignore_errors=True)
     return Outcome(case, rc, secs, message, kept, notes)
+
+
+# faults on a phone: run as their tests, on the test phone (real mksh and toybox behind the
+# real adb server; needs root and Linux >= 6.7), since no phone is attached here
+PHONE_TESTS = [
+    ("a benchmark that hangs past its timeout, with someone else's benchmark_model running",
+     "tests/test_hygiene.py::test_a_timed_out_run_kills_its_own_benchmark_only",
+     "ours is killed by its pid (cmdline checked); the other keeps running"),
+    ("a benchmark that stops answering", "tests/test_devices.py::test_hung_run_is_killed_by_its_"
+     "timeout", "DeviceTimeout; recorded as invalid; no pkill of every benchmark_model"),
+    ("the phone vanishes while the per-layer CSV is fetched",
+     "tests/test_hygiene.py::test_a_lost_device_is_not_a_missing_op_csv",
+     "DeviceGone, not \"no CSV\""),
+    ("the phone disconnects mid-run", "tests/test_devices.py::test_disconnect_mid_run_stores_"
+     "nothing_valid", "nothing stored as valid; the failure is recorded"),
+    ("one of two phones disconnects mid-suite", "tests/test_bench.py::test_several_phones_at_"
+     "once_one_disconnecting", "its remaining jobs are failures; exit 1; the other phone's "
+     "results stored"),
+    ("benchmark_model prints garbage or crashes", "tests/test_devices.py::test_garbage_output_"
+     "and_crash_are_invalid", "invalid result with the reason"),
+    ("file names and arguments with shell metacharacters", "tests/test_devices.py::test_"
+     "security_names_and_arguments_reach_the_device_unchanged", "quoted; reach the phone "
+     "unchanged"),
+    ("an export that never finishes (evit-demo)", "tests/test_hygiene.py::test_export_waits_"
+     "have_a_deadline", "killed at its deadline; DemoError names the log"),
+    ("--download-binary without --binary-sha256", "tests/test_hygiene.py::test_unpinned_"
+     "download_warns_and_pinned_one_is_cached", "warns it is unpinned, names its sha256; "
+     "cached by hash, a pinned rerun downloads nothing"),
+]
+
+
+def phone_rows() -> list[str]:
+    ids = [t for _, t, _ in PHONE_TESTS]
+    r = subprocess.run([PY, "-m", "pytest", "-q", "-rA", "-p", "no:cacheprovider", *ids],
+                       capture_output=True, text=True, cwd=ROOT, timeout=1800)
+    status = {}
+    for line in r.stdout.splitlines():
+        for word in ("PASSED", "FAILED", "SKIPPED", "ERROR"):
+            if line.startswith(word + " "):
+                status[line.split()[1].split(" ")[0]] = word.lower()
+    rows = ["| fault on a phone | test | result | what evit does now |", "|---|---|---|---|"]
+    for fault, test, what in PHONE_TESTS:
+        rows.append(f"| {fault} | `{test.split('::')[1]}` | {status.get(test, 'not run')} | "
+                    f"{what} |")
+    return rows
 
 
 def main() -> int:
@@ -608,6 +702,11 @@ def main() -> int:
                          if bad else "") + ". Exit 0 rows are the cases where the right answer "
             "is to do the work (`--overwrite`, a folder as `--out`, a hostile file name).\n\n"
             + "\n".join(rows))
+    if not args.k:
+        prow = phone_rows()
+        body += ("\n\nFaults on a phone, run by their tests on the test phone (`tests/testphone`: "
+                 "Android's mksh and toybox behind the real adb server):\n\n" + "\n".join(prow))
+        bad += [r for r in prow[2:] if "| passed |" not in r]
     if not args.no_write and not args.k:
         from _results import write_section
 

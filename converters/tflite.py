@@ -91,7 +91,9 @@ def convert_tflite(model: torch.nn.Module, example: Sequence[torch.Tensor], out:
         detail = where or f"{type(e).__name__}: {str(e).strip().splitlines()[0][:300]}"
         raise ConversionError(f"cannot convert {type(model).__name__} to TFLite "
                               f"({precision}): {detail}") from e
-    fd, tmp = tempfile.mkstemp(suffix=".tflite", dir=out.parent if out.parent.exists() else None)
+    out.parent.mkdir(parents=True, exist_ok=True)  # the temp beside it: the rename is atomic
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.{os.getpid()}-", suffix=".tmp",
+                               dir=out.parent)
     os.close(fd)
     try:
         edge.export(tmp)

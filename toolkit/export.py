@@ -11,10 +11,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import hashlib
-import json
-import os
 import platform
-import tempfile
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -23,6 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from toolkit.fileio import atomic_write_json, sweep_temps
 from toolkit.flops import flops
 from toolkit.space import ArchConfig
 from toolkit.supernet.static import Attention, MBConv, StaticViT
@@ -100,6 +98,7 @@ def export_subnet(net: StaticViT, out: str | Path, fmt: str = "tflite",
     arch: ArchConfig = net.arch
     r = arch.resolution
     out = Path(out)
+    sweep_temps(out.parent, {out.name, out.name + ".json"})  # what a killed export left
     opt = optimize_for_export(net)
     example = (torch.zeros(1, 3, r, r),)
     calib = None if calibration is None else [(c[:1],) for c in calibration]
@@ -133,9 +132,5 @@ def export_subnet(net: StaticViT, out: str | Path, fmt: str = "tflite",
         meta["graph"] = {"ops": rep.ops, "custom_ops": rep.custom_ops, "flex_ops": rep.flex_ops,
                          "fully_xnnpack": rep.fully_xnnpack}
     sidecar = out.with_name(out.name + ".json")
-    fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".json")
-    with os.fdopen(fd, "w") as f:
-        json.dump(meta, f, indent=1)
-        f.write("\n")
-    os.replace(tmp, sidecar)
+    atomic_write_json(sidecar, meta, indent=1)
     return ExportResult(out, sidecar, meta)
