@@ -606,6 +606,7 @@ def run_case(case: Case, keep_tmp: bool = False) -> Outcome:
         message = (lines or [""])[0].strip()
     else:
         message = (err_lines or lines or [""])[0].strip()
+    message = message.replace(str(tmp), "$TMP")  # the case's own temporary folder
     if "expect_in" in spec and spec["expect_in"] not in text:
         notes.append(f"FAIL: {spec['expect_in']!r} not in the output")
     if "Traceback" in err:

@@ -51,7 +51,7 @@ def _tamper(d: dict, what: str) -> dict | list | str:
     elif what == "string-threshold":
         t["threshold"][j] = "big"
     elif what == "kind-scale":
-        d["overhead"]["kind_scale"]["attn"] = 0.0
+        d["overhead"]["kind_scale"]["attn"] = -1.0
     elif what == "weight-classes":
         d["overhead"]["weight_classes"] = "1000"
     elif what == "list":

@@ -396,13 +396,13 @@ class LatencyPredictor:
         if convention not in CONVENTIONS:
             raise v.bad("convention", convention, f"one of {', '.join(CONVENTIONS)}")
         o = v.mapping(d.get("overhead"), "overhead")
-        scale = v.number(o.get("scale"), "overhead.scale", lo=0.0, lo_open=True, hi=100.0)
+        scale = v.number(o.get("scale"), "overhead.scale", lo=0.0, hi=100.0)
         offset = v.number(o.get("offset_ms"), "overhead.offset_ms", lo=-1e4, hi=1e5)
         ks = v.mapping(o.get("kind_scale") or {}, "overhead.kind_scale")
         if set(ks) - set(KINDS):
             raise v.bad("overhead.kind_scale", sorted(set(ks) - set(KINDS)),
                         f"kinds from {', '.join(KINDS)}")
-        ks = {k: v.number(x, f"overhead.kind_scale.{k}", lo=0.0, lo_open=True, hi=100.0)
+        ks = {k: v.number(x, f"overhead.kind_scale.{k}", lo=0.0, hi=100.0)
               for k, x in ks.items()}
         ms_per_mb = v.number(o.get("ms_per_mb", 0.0), "overhead.ms_per_mb", lo=0.0, hi=1e3)
         wc = v.integer(o.get("weight_classes", 1000), "overhead.weight_classes", 1, 1_000_000)
@@ -443,12 +443,11 @@ class _Validator:
                            "a JSON object" + (" at the top level" if field == "" else ""))
         return x
 
-    def number(self, x, field: str, lo: float = -np.inf, hi: float = np.inf,
-               lo_open: bool = False) -> float:
+    def number(self, x, field: str, lo: float = -np.inf, hi: float = np.inf) -> float:
         ok = isinstance(x, (int, float)) and not isinstance(x, bool) and np.isfinite(x) \
-            and (x > lo if lo_open else x >= lo) and x <= hi
+            and lo <= x <= hi
         if not ok:
-            rng = f"{'(' if lo_open else '['}{lo:g}, {hi:g}]"
+            rng = f"[{lo:g}, {hi:g}]"
             raise self.bad(field, x, f"a finite number in {rng}")
         return float(x)
 
