@@ -33,7 +33,8 @@ def main() -> None:
     else:
         run = Path(args.out)
         t = time.time()
-        subprocess.run(["evit-train", "--out", str(run), "--no-progress"], check=True)
+        subprocess.run(["evit-train", "--out", str(run), "--no-progress", "--overwrite"],
+                       check=True)  # a re-measurement: the previous run goes
         wall = time.time() - t
     summary = json.loads((run / "summary.json").read_text())
     cfg = json.loads((run / "config.json").read_text())

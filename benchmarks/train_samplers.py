@@ -52,7 +52,8 @@ def train_one(name: str, steps: int, work: Path) -> dict:
         cfg = TrainConfig(out=str(out), sampler=name, steps=steps, levels=LEVELS,
                           eval_images=1, bn_batches=1, seed=0)
         t = time.time()
-        train(cfg, resume=(out / "last.pt").exists(), progress=False)
+        resume = (out / "last.pt").exists()  # else a fresh start (a run killed before its
+        train(cfg, resume=resume, progress=False, overwrite=not resume)  # first checkpoint)
         print(f"[{name}] trained {steps} steps in {time.time() - t:.0f} s", flush=True)
     log = [json.loads(ln) for ln in (out / "log.jsonl").read_text().splitlines()
            if '"losses"' in ln]
