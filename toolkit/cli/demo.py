@@ -161,6 +161,18 @@ def export_all(bests: dict[str, dict], out: Path, supernet: Path,
     return time.perf_counter() - t0
 
 
+def _predictor_changed(sdir: Path, predictor: Path) -> bool:
+    """True when ``sdir`` holds a search made with another version of ``predictor`` (a rerun
+    of step 2 re-fits it, e.g. with a new date in its provenance)."""
+    from toolkit.export import sha256_file
+
+    try:
+        old = json.loads((sdir / "search.json").read_text()).get("predictor_sha256")
+    except (OSError, ValueError, AttributeError):
+        return False
+    return old is not None and old != sha256_file(predictor)
+
+
 def auto_host_budget(predictor_file: Path, level: float, seed: int = 0) -> float:
     """The median predicted host latency of 200 random subnets at ``level`` MFLOPs."""
     import numpy as np
@@ -235,6 +247,8 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], None] = print) -> dict:
     for i, (dev, (budget_args, budget)) in enumerate(searches.items()):
         sdir = out / f"search_{dev}"
         argv = [*budget_args, "--supernet", str(supernet), "--out", str(sdir), *evo]
+        if dev == "host" and _predictor_changed(sdir, host_pred):
+            argv.append("--overwrite")  # step 2 re-fitted the predictor: a new search
         title = (f"search the most accurate subnet within {budget:g} ms on {dev} "
                  f"({'the predictor of step 2' if dev == 'host' else 'shipped predictor'})")
         times["search"] += _step(3 + i, total, title, "evit-search", argv, search.main, log)
