@@ -60,3 +60,18 @@ def conv_tflite(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench") / "conv.tflite"
     convert_tflite(net, (torch.randn(1, 3, 96, 96),), out)
     return out
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _evit_cache(tmp_path_factory):
+    """A cache of the session's own (the embedded digits teacher is trained once per session,
+    ~15 s, never read from or written to the user's ~/.cache)."""
+    import os
+
+    old = os.environ.get("EVIT_CACHE")
+    os.environ["EVIT_CACHE"] = str(tmp_path_factory.mktemp("evit_cache"))
+    yield Path(os.environ["EVIT_CACHE"])
+    if old is None:
+        os.environ.pop("EVIT_CACHE", None)
+    else:
+        os.environ["EVIT_CACHE"] = old

@@ -72,11 +72,17 @@ def test_bank_capacity_replacement_and_softmax_sampling():
         assert abs(freq[a] - want) < 0.04
 
 
-def test_observe_keeps_only_in_window_subnets():
+def test_observe_keeps_only_in_window_and_subspace_subnets():
     s = ConflictAwareSampler(seed=0)
     assert not s.observe(0, SPACE.max(), 0.0)
-    a = SPACE.sample_at(100, 120, rng=1)
+    rng = np.random.default_rng(1)
+    outside = next(a for a in (SPACE.sample_at(100, 120, rng=rng) for _ in range(200))
+                   if not s.level_spaces[0].allows(a))
+    assert not s.observe(0, outside, -1.0) and len(s.banks[0]) == 0  # in window, not sub-space
+    a = s.level_spaces[0].sample_at(100, 120, rng=1)
     assert s.observe(0, a, -1.0) and len(s.banks[0]) == 1
+    off = ConflictAwareSampler(seed=0, subspace="off")
+    assert off.observe(0, outside, -1.0)  # --subspace off: the window only
 
 
 def test_q_schedule_rises_in_sixths():
@@ -89,7 +95,7 @@ def _fill(s: ConflictAwareSampler, level: int, n: int, seed: int = 0) -> None:
     f = s.levels[level]
     rng = np.random.default_rng(seed)
     for i in range(n):
-        s.observe(level, SPACE.sample_at(f, f + 20, rng=rng), -float(i) / n)
+        s.observe(level, s.level_spaces[level].sample_at(f, f + 20, rng=rng), -float(i) / n)
 
 
 def test_exploit_only_from_a_more_than_half_full_bank():
@@ -112,13 +118,13 @@ def test_path_preference_picks_the_smallest_phi_difference():
     assert s.anchor(0) == SPACE.min()
     rng_a, rng_b = np.random.default_rng(5), np.random.default_rng(5)
     chosen = s.prefer(1, rng_a)
-    cands = [SPACE.sample_at(300, 320, rng=rng_b) for _ in range(5)]
+    cands = [s.level_spaces[1].sample_at(300, 320, rng=rng_b) for _ in range(5)]
     scores = [s.preference_score(c, anchor) for c in cands]
     assert chosen == cands[int(np.argmin(scores))]
     # below half full: the first candidate, no comparison
     t = ConflictAwareSampler(seed=3, levels=(300.0,))
     rng_c, rng_d = np.random.default_rng(7), np.random.default_rng(7)
-    assert t.prefer(0, rng_c) == SPACE.sample_at(300, 320, rng=rng_d)
+    assert t.prefer(0, rng_c) == t.level_spaces[0].sample_at(300, 320, rng=rng_d)
 
 
 def test_state_round_trips_through_json_and_continues_identically():

@@ -100,14 +100,14 @@ def test_image_folder_training_and_a_teacher(tmp_path):
                                    torch.nn.Linear(3, 2)).state_dict(), tmp_path / "t.pt")
     cfg = TrainConfig(data=str(tmp_path / "data"), out=str(tmp_path / "run"), steps=2,
                       batch_size=4, image_size=64, levels=(100.0,), bn_batches=1, workers=0,
-                      teacher=f"{tmp_path / 'teacher.py'}:build",
-                      teacher_weights=str(tmp_path / "t.pt"))
+                      teachers=(f"{tmp_path / 'teacher.py'}:build@{tmp_path / 't.pt'}",))
     res = train(cfg, progress=False)
     assert res.checkpoint.is_file() and set(res.evals) >= {"min_1", "min_2", "min_3",
                                                            "level_100"}
     assert all(0 <= v <= 1 for v in res.evals.values())
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert saved["teacher"].endswith(":build") and saved["steps"] == 2
+    assert saved["teachers"][0].endswith(":build@" + str(tmp_path / "t.pt"))
+    assert saved["steps"] == 2
 
 
 def test_default_config_resolves_for_digits_and_round_trips():

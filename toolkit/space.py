@@ -329,14 +329,16 @@ def _column_choices() -> list[tuple[int, ...]]:
 RngLike = Union[np.random.Generator, int, None]
 
 # Sub-space rules a space may keep (``SearchSpace(rules=...)``): "release" = the channel rules
-# of the release's sampler (toolkit/release/arch.py): conv stem as wide as the first conv, no
-# stage narrower than the one before it.
+# of the release's sampler (toolkit/release/arch.py; `arch_sampling_engine` in its
+# models/model.py): conv stem as wide as the first conv (``equal_channels=True``), no stage
+# narrower than the one before it.
 RULES = ("none", "release")
 _WIDTH_COLS = ["stem_width"] + [f"{sp.name}.width" for sp in STAGE_SPACES]
+_WIDTH_IDX = [COLUMNS.index(c) for c in _WIDTH_COLS]
 
 
 def _release_mask(enc: np.ndarray) -> np.ndarray:
-    w = enc[:, [COLUMNS.index(c) for c in _WIDTH_COLS]]
+    w = enc[:, _WIDTH_IDX]
     return (w[:, 0] == w[:, 1]) & np.all(w[:, 1:] >= w[:, :-1], axis=1)
 
 
@@ -345,7 +347,9 @@ class SearchSpace:
 
     Randomness comes from ``self.rng`` (seeded by ``seed``) unless a call passes its own ``rng``.
     ``rules="release"`` keeps every draw, mutation and crossover inside the subnets the
-    release's sampler could have trained (uniformly among them: rejection).
+    release's sampler could have trained. ``floors`` ({column: minimum value}, columns as in
+    :attr:`columns`) keeps each listed dimension at or above its minimum: a hierarchical
+    sub-space (``toolkit/train/subspace.py``). Draws are uniform over the allowed subnets.
     """
 
     resolutions = RESOLUTIONS
@@ -353,15 +357,40 @@ class SearchSpace:
     stages = STAGE_SPACES
     columns = COLUMNS
 
-    def __init__(self, seed: int | None = 0, rules: str = "none"):
+    def __init__(self, seed: int | None = 0, rules: str = "none",
+                 floors: dict[str, int] | None = None):
         if rules not in RULES:
             raise ArchError(f"rules = {rules!r} is not allowed; choose one of {', '.join(RULES)}")
         self.rules = rules
+        self.floors = {str(k): int(v) for k, v in (floors or {}).items()}
         self.rng = np.random.default_rng(seed)
-        self.choices = _column_choices()
+        full = _column_choices()
+        self._floor_row = np.array([full[j][0] for j in range(len(COLUMNS))], dtype=np.int64)
+        for name, v in self.floors.items():
+            if name not in COLUMNS:
+                raise ArchError(f"floors: {name!r} is not a column; choose from "
+                                f"{', '.join(COLUMNS)}")
+            j = COLUMNS.index(name)
+            if v > full[j][-1]:
+                raise ArchError(f"floors: {name} = {v} is above every choice "
+                                f"({_fmt(full[j])})")
+            self._floor_row[j] = v
+        self.choices = [tuple(c for c in full[j] if c >= self._floor_row[j])
+                        for j in range(len(COLUMNS))]
         self._choice_arrays = [np.asarray(c, dtype=np.int64) for c in self.choices]
+        # the allowed width columns as one table (uniform rows = uniform over the rule's set)
+        self._widths: np.ndarray | None = None
+        if rules == "release":
+            grids = np.meshgrid(*[self._choice_arrays[j] for j in _WIDTH_IDX], indexing="ij")
+            table = np.stack([g.ravel() for g in grids], axis=1)
+            self._widths = table[(table[:, 0] == table[:, 1])
+                                 & np.all(table[:, 1:] >= table[:, :-1], axis=1)]
+            if not len(self._widths):
+                raise ArchError(f"floors {self.floors} leave no widths that keep the release's "
+                                "channel rules (each stage at least as wide as the one before)")
         # accepted-but-unused draws per FLOPs window, with the generator that drew them
         self._window_buffers: dict[tuple[float, float, int], tuple[np.random.Generator, list]] = {}
+        self._strata: dict[tuple, tuple[list[int], np.ndarray]] = {}
 
     def _rng(self, rng: RngLike) -> np.random.Generator:
         if rng is None:
@@ -372,14 +401,24 @@ class SearchSpace:
 
     # -- size and extremes
     def size(self) -> int:
-        """Number of distinct subnets: the product of all per-stage choice counts."""
-        return math.prod(len(c) for c in self.choices)
+        """Number of distinct allowed subnets (the full space: the product of all per-stage
+        choice counts, 1.09e17)."""
+        if self._widths is None:
+            return math.prod(len(c) for c in self.choices)
+        return len(self._widths) * math.prod(len(c) for j, c in enumerate(self.choices)
+                                             if j not in _WIDTH_IDX)
 
     def min(self) -> ArchConfig:
-        return self.decode(np.array([c[0] for c in self.choices]))
+        row = np.array([c[0] for c in self.choices])
+        if self._widths is not None:  # the column-wise minimum of allowed widths is allowed
+            row[_WIDTH_IDX] = self._widths.min(axis=0)
+        return self.decode(row)
 
     def max(self) -> ArchConfig:
-        return self.decode(np.array([c[-1] for c in self.choices]))
+        row = np.array([c[-1] for c in self.choices])
+        if self._widths is not None:
+            row[_WIDTH_IDX] = self._widths.max(axis=0)
+        return self.decode(row)
 
     # -- encoding
     def encode(self, arch: ArchConfig) -> np.ndarray:
@@ -411,29 +450,23 @@ class SearchSpace:
     def allowed_encoded(self, enc: np.ndarray) -> np.ndarray:
         """Boolean mask: which encoded subnets keep this space's rules."""
         enc = np.atleast_2d(enc)
+        ok = np.all(enc >= self._floor_row, axis=1)
         if self.rules == "release":
-            return _release_mask(enc)
-        return np.ones(len(enc), dtype=bool)
+            ok &= _release_mask(enc)
+        return ok
 
     def allows(self, arch: ArchConfig) -> bool:
         return bool(self.allowed_encoded(self.encode(arch)[None])[0])
 
-    def _uniform_encoded(self, n: int, g: np.random.Generator) -> np.ndarray:
-        cols = [c[g.integers(0, len(c), size=n)] for c in self._choice_arrays]
-        return np.stack(cols, axis=1)
-
     def sample_encoded(self, n: int, rng: RngLike = None) -> np.ndarray:
-        """``n`` uniform samples as an (n, len(columns)) int64 array (fast, vectorized)."""
+        """``n`` uniform samples as an (n, len(columns)) int64 array (fast, vectorized):
+        each free column uniform over its choices, the widths a uniform row of the rule's
+        width table, so the draw is uniform over the allowed subnets without rejection."""
         g = self._rng(rng)
-        if self.rules == "none":
-            return self._uniform_encoded(n, g)
-        out, have = [], 0
-        while have < n:  # rejection keeps the draw uniform over the allowed subnets
-            enc = self._uniform_encoded(max(2 * (n - have), 64), g)
-            enc = enc[self.allowed_encoded(enc)]
-            out.append(enc)
-            have += len(enc)
-        return np.concatenate(out)[:n]
+        enc = np.stack([c[g.integers(0, len(c), size=n)] for c in self._choice_arrays], axis=1)
+        if self._widths is not None:
+            enc[:, _WIDTH_IDX] = self._widths[g.integers(0, len(self._widths), size=n)]
+        return enc
 
     def sample(self, rng: RngLike = None) -> ArchConfig:
         """One subnet, each dimension of each stage drawn uniformly."""
@@ -465,9 +498,13 @@ class SearchSpace:
         if hi < fmin or lo > fmax:
             raise ArchError(f"no subnet has MFLOPs in [{lo}, {hi}]: the space spans "
                             f"[{fmin:.2f}, {fmax:.2f}] MFLOPs")
+        strata = self._window_strata(lo, hi, num_classes)
         drawn, batch = 0, 8192
         while drawn < max_draws:
             enc = self.sample_encoded(batch, g)
+            if strata is not None:  # a stratum uniform among those that can hit the window
+                cols, rows = strata
+                enc[:, cols] = rows[g.integers(0, len(rows), size=batch)]
             f = flops_encoded(enc, num_classes)
             hit = enc[(f >= lo) & (f <= hi)]
             drawn += batch
@@ -476,6 +513,50 @@ class SearchSpace:
                 return self.decode(buf.pop())
         raise ArchError(f"no subnet with MFLOPs in [{lo}, {hi}] found in {max_draws} uniform "
                         "draws; widen the window")
+
+    def _window_strata(self, lo: float, hi: float, num_classes: int
+                       ) -> tuple[list[int], np.ndarray] | None:
+        """Columns and rows (resolution, widths[, t3/t4 depths]) whose subnets can have
+        MFLOPs in [lo, hi].
+
+        FLOPs grow with every dimension, so a stratum (some columns fixed) spans the FLOPs of
+        its smallest and largest completion; strata that miss the window are dropped. Every
+        stratum has the same number of completions, so drawing a stratum uniformly, then the
+        rest, then rejecting by FLOPs is still exactly uniform over space ∩ window. Only for
+        spaces with a width table (rules="release"); cached per window."""
+        from toolkit.flops import flops_encoded
+
+        if self._widths is None:
+            return None
+        key = ("strata", float(lo), float(hi), num_classes)
+        if key in self._strata:
+            return self._strata[key]
+        lo_row = np.array([c[0] for c in self.choices])
+        hi_row = np.array([c[-1] for c in self.choices])
+
+        def prune(cols: list[int], rows: np.ndarray) -> np.ndarray:
+            bounds = []
+            for base in (lo_row, hi_row):
+                enc = np.repeat(base[None], len(rows), axis=0)
+                enc[:, cols] = rows
+                bounds.append(flops_encoded(enc, num_classes))
+            keep = (bounds[0] <= hi) & (bounds[1] >= lo)
+            return rows[keep] if keep.any() else rows
+
+        res = self._choice_arrays[0]
+        cols = [0] + _WIDTH_IDX
+        rows = prune(cols, np.concatenate([np.column_stack([np.full(len(self._widths), r),
+                                                            self._widths]) for r in res]))
+        # finer strata (the two costliest depths) where the table stays small
+        extra = [COLUMNS.index("t3.depth"), COLUMNS.index("t4.depth")]
+        grid = np.stack(np.meshgrid(*[self._choice_arrays[j] for j in extra],
+                                    indexing="ij"), -1).reshape(-1, len(extra))
+        if len(rows) * len(grid) <= 600_000:
+            fine = np.concatenate([np.repeat(rows, len(grid), axis=0),
+                                   np.tile(grid, (len(rows), 1))], axis=1)
+            cols, rows = cols + extra, prune(cols + extra, fine)
+        self._strata[key] = (cols, rows.astype(np.int16))  # values ≤ 320: a quarter the memory
+        return self._strata[key]
 
     # -- evolution operators
     def mutate(self, arch: ArchConfig, prob: float = 0.2, rng: RngLike = None,
@@ -488,7 +569,7 @@ class SearchSpace:
             flip = g.random(len(row)) < prob
             for j in np.flatnonzero(flip):
                 row[j] = self.choices[j][g.integers(len(self.choices[j]))]
-            if self.rules == "none" or self.allowed_encoded(row)[0]:
+            if self.allowed_encoded(row)[0]:
                 return self.decode(row)
         return arch
 
@@ -500,7 +581,7 @@ class SearchSpace:
         ra, rb = self.encode(a), self.encode(b)
         for _ in range(tries):
             row = np.where(g.random(len(ra)) < 0.5, ra, rb)
-            if self.rules == "none" or self.allowed_encoded(row)[0]:
+            if self.allowed_encoded(row)[0]:
                 return self.decode(row)
         return a
 

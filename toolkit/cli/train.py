@@ -8,6 +8,8 @@ cores) and writes runs/train/{supernet.pt,last.pt,config.json,log.jsonl,eval.csv
     evit-train --sampler sandwich                # the baseline (also: complexity)
     evit-train --resume                          # continue runs/train/last.pt exactly
     evit-train --overwrite                       # start over in runs/train (deletes the old run)
+    evit-train --teacher a.onnx --teacher b.pt   # distil from the mean of several teachers
+    evit-train --no-teacher                      # learn from the labels (digits: ablation)
     torchrun --nproc_per_node 8 -m toolkit.cli.train --data /imagenet   # data parallel
 """
 
@@ -23,6 +25,7 @@ from toolkit.checkpoint import CheckpointError
 from toolkit.space import ArchError
 from toolkit.train.config import ConfigError, TrainConfig
 from toolkit.train.data import DataError
+from toolkit.train.teachers import TeacherError
 
 HELP = {
     "data": "ImageNet-layout folder (train/<class>/*, val/<class>/*); omit for embedded digits",
@@ -33,8 +36,9 @@ HELP = {
     "epochs": "training length in epochs (default: 3 on digits, 610 otherwise)",
     "batch_size": "images per process per step (default: 16 on digits, 96 otherwise)",
     "lr": "peak learning rate (default: 2e-3 on digits, 5e-4 x global batch / 512 otherwise)",
-    "teacher": "path/to/module.py:factory building a teacher nn.Module (factory(num_classes=N))",
-    "teacher_weights": "teacher state dict file (loaded with weights_only=True)",
+    "subspace": "where a level's subnets come from: hss (at least the level's hierarchical "
+                "smallest subnet in every dimension, the paper's rule), release (the release "
+                "code's floors: no MLP floor), off (the FLOPs window only; for ablation)",
     "eval_every": "evaluate the HSS and one subnet per level every N steps (0: only at the end)",
     "ckpt_every": "write last.pt every N steps",
     "device": "auto | cpu | cuda",
@@ -56,8 +60,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--print-config", action="store_true",
                    help="print the resolved configuration as JSON and exit")
+    p.add_argument("--teacher", dest="teachers", action="append", default=None,
+                   metavar="SPEC",
+                   help="a local teacher (repeat for several; their sharpened probabilities "
+                        "are averaged): path/to/module.py:factory[@weights.pt] (factory("
+                        "num_classes=N), weights loaded with weights_only=True), a TorchScript "
+                        "file, an .onnx file, or evit:digits (default on digits: evit:digits, "
+                        "trained once and cached; else none)")
+    p.add_argument("--no-teacher", action="store_true",
+                   help="no teacher: the uniform subnets learn from the labels")
     hints = typing.get_type_hints(TrainConfig)
     for f in dataclasses.fields(TrainConfig):
+        if f.name == "teachers":
+            continue
         flag = "--" + f.name.replace("_", "-")
         default = f.default
         help_ = HELP.get(f.name, "") + (f" (default: {default})" if default is not None
@@ -89,10 +104,14 @@ def _base_type(t):
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     cfg = TrainConfig.load(args.config) if args.config else TrainConfig()
+    if args.no_teacher and args.teachers:
+        raise ConfigError("--no-teacher and --teacher contradict each other: give one")
     for f in dataclasses.fields(TrainConfig):
         v = getattr(args, f.name, None)
         if v is not None:
-            setattr(cfg, f.name, tuple(v) if f.name == "levels" else v)
+            setattr(cfg, f.name, tuple(v) if f.name in ("levels", "teachers") else v)
+    if args.no_teacher:
+        cfg.teachers = ()
     cfg.__post_init__()
     return cfg
 
@@ -112,8 +131,8 @@ def main(argv: list[str] | None = None) -> int:
 
         res = train(cfg, resume=args.resume, progress=not args.no_progress,
                     overwrite=args.overwrite)
-    except (ConfigError, DataError, CheckpointError, ArchError, FileNotFoundError,
-            AttributeError) as e:
+    except (ConfigError, DataError, CheckpointError, ArchError, TeacherError,
+            FileNotFoundError) as e:
         print(f"evit-train: error: {e}", file=sys.stderr)
         return 2
     print(f"trained {res.steps} steps in {res.seconds:.0f} s "

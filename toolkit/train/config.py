@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.train.samplers import LEVELS, SAMPLERS
+from toolkit.train.subspace import SUBSPACES
 
 __all__ = ["TrainConfig", "ConfigError"]
 
@@ -19,8 +20,9 @@ class ConfigError(ValueError):
 
 @dataclass
 class TrainConfig:
-    """Defaults are the release's (ImageNet) unless noted; ``resolved()`` fills the ``None``
-    fields for the chosen data (the embedded digits get a short CPU-sized schedule)."""
+    """Defaults are the release's (ImageNet) unless noted here or in docs/deviations.md;
+    ``resolved()`` fills the ``None`` fields for the chosen data (the embedded digits get a
+    short CPU-sized schedule and the embedded teacher)."""
 
     data: str | None = None  # ImageNet-layout folder; None = embedded digits
     out: str = "runs/train"
@@ -28,7 +30,8 @@ class TrainConfig:
     layout: str | None = None  # evit | release; None: the --init-from checkpoint's, else evit
     init_from: str | None = None  # start from this supernet checkpoint's (EMA) weights
     levels: tuple[float, ...] | None = None  # MFLOPs; digits: 100-500, else the paper's 8
-    level_window: float = 20.0
+    level_window: float = 20.0  # release: 2 x flops_bound (10)
+    subspace: str = "hss"  # hss | release | off: where a level's subnets come from
     steps: int | None = None  # total optimizer steps; else epochs x steps per epoch
     epochs: float | None = None  # release: 610
     batch_size: int | None = None  # per process; release: 96
@@ -43,8 +46,9 @@ class TrainConfig:
     label_smoothing: float = 0.1
     mixup: float | None = None  # release: 0.01 (a near no-op); digits: 0
     cutmix: float | None = None
-    teacher: str | None = None  # "path/to/module.py:factory" building the teacher nn.Module
-    teacher_weights: str | None = None  # its state dict (loaded with weights_only=True)
+    # teacher specs (toolkit/train/teachers.py), probabilities averaged; None: digits ->
+    # the embedded teacher, else none (release: two swsl ResNeXt-101s, downloaded)
+    teachers: tuple[str, ...] | None = None
     teacher_temp: float = 0.2  # sharpening: softmax(logits / 0.2)
     alpha_min: float = -1.0
     alpha_max: float = 1.0
@@ -73,6 +77,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.levels is not None:
             self.levels = tuple(float(v) for v in self.levels)
+        if self.teachers is not None and not isinstance(self.teachers, str):
+            self.teachers = tuple(self.teachers)
 
     def validate(self) -> None:
         def bad(name: str, value: Any, allowed: str) -> ConfigError:
@@ -92,8 +98,20 @@ class TrainConfig:
         if not -1 <= self.alpha_min <= self.alpha_max <= 1:
             raise bad("alpha_min/alpha_max", (self.alpha_min, self.alpha_max),
                       "need -1 <= alpha_min <= alpha_max <= 1")
-        if self.teacher and ":" not in self.teacher:
-            raise bad("teacher", self.teacher, "use path/to/module.py:factory_function")
+        if self.subspace not in SUBSPACES:
+            raise bad("subspace", self.subspace, f"choose one of {', '.join(SUBSPACES)}")
+        if self.teachers is not None:
+            from toolkit.train.teachers import TeacherError, check_spec
+
+            if isinstance(self.teachers, str):
+                raise bad("teachers", self.teachers, "give a list of teacher specs")
+            for i, spec in enumerate(self.teachers):
+                try:
+                    check_spec(spec)
+                except TeacherError as e:
+                    raise ConfigError(f"teachers[{i}]: {e}") from None
+        if not (isinstance(self.teacher_temp, (int, float)) and self.teacher_temp > 0):
+            raise bad("teacher_temp", self.teacher_temp, "use a positive number (release: 0.2)")
         if self.layout is not None and self.layout not in ("evit", "release"):
             raise bad("layout", self.layout, "choose evit or release")
         if self.init_from is not None and not Path(self.init_from).is_file():
@@ -109,6 +127,10 @@ class TrainConfig:
         if c.levels is None:
             c.levels = (100.0, 200.0, 300.0, 400.0, 500.0) if digits else tuple(map(float,
                                                                                     LEVELS))
+        if c.teachers is None:
+            from toolkit.train.teachers import DIGITS_TEACHER
+
+            c.teachers = (DIGITS_TEACHER,) if digits else ()
         if c.batch_size is None:
             c.batch_size = 16 if digits else 96
         steps_per_epoch = max(num_train // (c.batch_size * world), 1)
@@ -145,10 +167,16 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["levels"] = list(self.levels) if self.levels is not None else None
+        d["teachers"] = list(self.teachers) if self.teachers is not None else None
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        d = dict(d)
+        if "teacher" in d or "teacher_weights" in d:  # configs written before several teachers
+            old, weights = d.pop("teacher", None), d.pop("teacher_weights", None)
+            if "teachers" not in d:
+                d["teachers"] = [old + (f"@{weights}" if weights else "")] if old else []
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - names
         if unknown:

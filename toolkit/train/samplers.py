@@ -9,6 +9,8 @@ uninterrupted one would have. The rest of the state (current level, memory banks
 * ``complexity``: one complexity level per step, moving to an adjacent level (−1, 0, +1; at
   the ends stay with probability 2/3); 3 subnets with FLOPs in [F, F+20] plus the nearest
   hierarchical smallest subnet (HSS: F ≤ 220 → min_1, ≤ 420 → min_2, else min_3); no max.
+  The 3 are drawn uniformly from the HSS's sub-space ∩ the window (``subspace``, see
+  ``toolkit/train/subspace.py``; "off" = the window only).
 * ``conflict-aware``: ``complexity`` plus performance-aware sampling. Each level has a memory
   bank (150 entries below 500 MFLOPs, 50 above) of explored subnets scored by −CE; with
   probability q (0.2, +0.15 at each sixth of training, as in the release) a subnet is drawn
@@ -28,6 +30,7 @@ import numpy as np
 
 from toolkit.flops import flops
 from toolkit.space import SPACE, ArchConfig, SearchSpace
+from toolkit.train.subspace import SUBSPACES, level_space
 from toolkit.zoo import hss_archs
 
 __all__ = ["LEVELS", "SubnetDraw", "StepPlan", "MemoryBank", "SandwichSampler",
@@ -134,12 +137,18 @@ class ComplexitySampler:
     name = "complexity"
 
     def __init__(self, seed: int = 0, levels: tuple[float, ...] = LEVELS, window: float = 20.0,
-                 num_uniform: int = 3, space: SearchSpace = SPACE):
+                 num_uniform: int = 3, space: SearchSpace = SPACE, subspace: str = "hss"):
         if not levels or list(levels) != sorted(levels):
             raise ValueError(f"levels must be a non-empty increasing list, got {list(levels)}")
+        if subspace not in SUBSPACES:
+            raise ValueError(f"subspace = {subspace!r} is not known; choose one of "
+                             f"{', '.join(SUBSPACES)}")
         self.seed, self.levels, self.window = seed, tuple(levels), window
-        self.num_uniform, self.space = num_uniform, space
+        self.num_uniform, self.space, self.subspace = num_uniform, space, subspace
         self.hss = hss_archs()
+        # where each level's subnets come from: its HSS's sub-space (or the whole space)
+        self.level_spaces = [level_space(self.hss[hss_for_level(f)], subspace, space)
+                             for f in self.levels]
         self.level: int | None = None  # index of the last step's level
 
     def next_level(self, rng: np.random.Generator) -> int:
@@ -156,8 +165,12 @@ class ComplexitySampler:
         f = self.levels[level]
         return f, f + self.window
 
+    def sample_level(self, level: int, rng: np.random.Generator) -> ArchConfig:
+        """A subnet uniform over level ``level``'s sub-space ∩ FLOPs window."""
+        return self.level_spaces[level].sample_at(*self.window_of(level), rng=rng)
+
     def draw_uniform(self, level: int, rng: np.random.Generator, progress: float) -> SubnetDraw:
-        return SubnetDraw(self.space.sample_at(*self.window_of(level), rng=rng), "uniform", True)
+        return SubnetDraw(self.sample_level(level, rng), "uniform", True)
 
     def plan(self, step: int, progress: float = 0.0) -> StepPlan:
         rng = step_rng(self.seed, step)
@@ -167,12 +180,17 @@ class ComplexitySampler:
         return StepPlan(subs + [SubnetDraw(hss, "min")], level=self.level)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "level": self.level, "levels": list(self.levels)}
+        return {"name": self.name, "level": self.level, "levels": list(self.levels),
+                "subspace": self.subspace}
 
     def load_state_dict(self, d: dict[str, Any]) -> None:
         _check_name(self.name, d)
         if list(d["levels"]) != list(self.levels):
             raise ValueError(f"checkpoint levels {d['levels']} differ from {list(self.levels)}")
+        saved = d.get("subspace", "off")  # states from before sub-spaces drew without them
+        if saved != self.subspace:
+            raise ValueError(f"checkpoint sampler drew with subspace {saved!r}, this run has "
+                             f"{self.subspace!r}; resume with --subspace {saved}")
         self.level = d["level"]
 
 
@@ -182,8 +200,9 @@ class ConflictAwareSampler(ComplexitySampler):
     def __init__(self, seed: int = 0, levels: tuple[float, ...] = LEVELS, window: float = 20.0,
                  num_uniform: int = 3, bank_small: int = 150, bank_big: int = 50,
                  bank_big_from: float = 500.0, q_start: float = 0.2, q_increment: float = 0.15,
-                 q_stages: int = 6, candidates: int = 5, space: SearchSpace = SPACE):
-        super().__init__(seed, levels, window, num_uniform, space)
+                 q_stages: int = 6, candidates: int = 5, space: SearchSpace = SPACE,
+                 subspace: str = "hss"):
+        super().__init__(seed, levels, window, num_uniform, space, subspace)
         self.banks = [MemoryBank(bank_big if f >= bank_big_from else bank_small)
                       for f in self.levels]
         self.q_start, self.q_increment, self.q_stages = q_start, q_increment, q_stages
@@ -211,11 +230,10 @@ class ConflictAwareSampler(ComplexitySampler):
 
     def prefer(self, level: int, rng: np.random.Generator) -> ArchConfig:
         bank = self.banks[level]
-        first = self.space.sample_at(*self.window_of(level), rng=rng)
+        first = self.sample_level(level, rng)
         if len(bank) < bank.capacity // 2:
             return first
-        cands = [first] + [self.space.sample_at(*self.window_of(level), rng=rng)
-                           for _ in range(self.candidates - 1)]
+        cands = [first] + [self.sample_level(level, rng) for _ in range(self.candidates - 1)]
         anchor = self.anchor(level)
         return min(cands, key=lambda c: self.preference_score(c, anchor))
 
@@ -232,9 +250,10 @@ class ConflictAwareSampler(ComplexitySampler):
         return p
 
     def observe(self, level: int, arch: ArchConfig, score: float) -> bool:
-        """Offer an explored subnet's score (−CE on the un-mixed batch) to its level's bank."""
+        """Offer an explored subnet's score (−CE on the un-mixed batch) to its level's bank
+        (only a subnet of the level's window and sub-space)."""
         lo, hi = self.window_of(level)
-        if not lo <= flops(arch) <= hi:
+        if not lo <= flops(arch) <= hi or not self.level_spaces[level].allows(arch):
             return False
         return self.banks[level].offer(arch, score)
 
@@ -257,14 +276,18 @@ class ConflictAwareSampler(ComplexitySampler):
     def load_state_dict(self, d: dict[str, Any]) -> None:
         super().load_state_dict(d)
         self.banks = [MemoryBank.from_state(b) for b in d["banks"]]
+        if len(self.banks) != len(self.levels):
+            raise ValueError(f"checkpoint has {len(self.banks)} memory banks for "
+                             f"{len(self.levels)} levels")
 
 
 def make_sampler(name: str, seed: int = 0, levels: tuple[float, ...] = LEVELS,
                  window: float = 20.0, **kwargs: Any):
-    if name == "sandwich":
+    if name == "sandwich":  # no levels, so no sub-spaces
         return SandwichSampler(seed, space=kwargs.get("space", SPACE))
     if name == "complexity":
-        return ComplexitySampler(seed, levels, window, space=kwargs.get("space", SPACE))
+        return ComplexitySampler(seed, levels, window, space=kwargs.get("space", SPACE),
+                                 subspace=kwargs.get("subspace", "hss"))
     if name == "conflict-aware":
         return ConflictAwareSampler(seed, levels, window, **kwargs)
     raise ValueError(f"sampler = {name!r} is not known; choose one of {', '.join(SAMPLERS)}")

@@ -2,8 +2,9 @@
 
 One step: pick the step's subnets (sampler), run each on the same batch (resized inside the
 supernet to the subnet's resolution), accumulate their gradients, clip (AGC), one AdamW step,
-EMA update. Uniform/max subnets learn from the teacher's sharpened probabilities, or from
-the (mixed, label-smoothed) labels; the HSS/min subnet (and the sandwich's others) learn by
+EMA update. Uniform/max subnets learn from the teachers' averaged sharpened probabilities
+(the release's loss; the labels are not used), or, with no teacher, from the (mixed,
+label-smoothed) labels; the HSS/min subnet (and the sandwich's others) learn by
 alpha-divergence from the step's other subnets (mean probabilities), or from the max.
 
 Data parallel: launch with ``torchrun --nproc_per_node N -m toolkit.cli.train ...``. Every rank
@@ -17,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import hashlib
-import importlib.util
 import json
 import math
 import os
@@ -49,6 +49,8 @@ from toolkit.train.data import BatchStream, build_datasets, mixup_cutmix
 from toolkit.train.evaluate import evaluate_subnets
 from toolkit.train.losses import alpha_divergence, soft_cross_entropy
 from toolkit.train.samplers import ConflictAwareSampler, make_sampler
+from toolkit.train.subspace import level_space
+from toolkit.train.teachers import load_teachers, teacher_probs
 from toolkit.zoo import hss_archs
 
 __all__ = ["train", "TrainResult", "EMA", "adaptive_clip_grad", "param_groups", "lr_at",
@@ -119,38 +121,18 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * min(t, 1.0)))
 
 
-def eval_archs(levels: tuple[float, ...], window: float = 20.0,
-               space: SearchSpace = SPACE) -> dict[str, ArchConfig]:
-    """The subnets evaluated during training: the 3 HSS and one fixed subnet per level
-    (drawn within ``space``'s rules: a release-layout run evaluates what it trains)."""
+def eval_archs(levels: tuple[float, ...], window: float = 20.0, space: SearchSpace = SPACE,
+               subspace: str = "off") -> dict[str, ArchConfig]:
+    """The subnets evaluated during training: the 3 HSS and one fixed subnet per level,
+    drawn where that level trains (``space``'s rules and the level's sub-space)."""
+    from toolkit.train.samplers import hss_for_level
+
     out = dict(hss_archs())
     for f in levels:
-        out[f"level_{f:g}"] = space.sample_at(f, f + window, rng=np.random.default_rng(
+        sp = level_space(out[hss_for_level(f)], subspace, space)
+        out[f"level_{f:g}"] = sp.sample_at(f, f + window, rng=np.random.default_rng(
             (1234, int(f))))
     return out
-
-
-def load_teacher(spec: str, weights: str | None, num_classes: int) -> nn.Module:
-    """Build ``factory(num_classes=...)`` from ``path/to/module.py:factory`` and load weights."""
-    path, _, fn = spec.rpartition(":")
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"teacher module {path!r} does not exist; pass "
-                                "--teacher path/to/module.py:factory")
-    spec_ = importlib.util.spec_from_file_location(f"evit_teacher_{p.stem}", p)
-    mod = importlib.util.module_from_spec(spec_)
-    spec_.loader.exec_module(mod)
-    if not hasattr(mod, fn):
-        raise AttributeError(f"teacher module {path!r} has no function {fn!r}")
-    factory = getattr(mod, fn)
-    try:
-        teacher = factory(num_classes=num_classes)
-    except TypeError:
-        teacher = factory()
-    if weights:
-        state = torch.load(weights, map_location="cpu", weights_only=True)
-        teacher.load_state_dict(state.get("model", state) if isinstance(state, dict) else state)
-    return teacher.eval().requires_grad_(False)
 
 
 # --------------------------------------------------------------------------- distributed
@@ -338,15 +320,16 @@ def train(cfg: TrainConfig, resume: bool | str = False, progress: bool = True,
     model = model.to(device)
     opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr)
     ema = EMA(model, cfg.ema_decay)
-    extra = {} if cfg.sampler != "conflict-aware" else dict(
-        bank_small=cfg.bank_small, bank_big=cfg.bank_big, bank_big_from=cfg.bank_big_from,
-        q_start=cfg.q_start, q_increment=cfg.q_increment, q_stages=cfg.q_stages,
-        candidates=cfg.pref_candidates)
+    extra: dict[str, Any] = {"subspace": cfg.subspace}
+    if cfg.sampler == "conflict-aware":
+        extra.update(bank_small=cfg.bank_small, bank_big=cfg.bank_big,
+                     bank_big_from=cfg.bank_big_from, q_start=cfg.q_start,
+                     q_increment=cfg.q_increment, q_stages=cfg.q_stages,
+                     candidates=cfg.pref_candidates)
     if model.subnet_rules != "none":  # release layout: the subnets the release's sampler draws
         extra["space"] = SearchSpace(cfg.seed, rules=model.subnet_rules)
     sampler = make_sampler(cfg.sampler, cfg.seed, cfg.levels, cfg.level_window, **extra)
-    teacher = load_teacher(cfg.teacher, cfg.teacher_weights, data.num_classes).to(device) \
-        if cfg.teacher else None
+    teachers = load_teachers(cfg.teachers, data.num_classes, data.image_size, device)
 
     start = 0
     ckpt_path = out / "last.pt"
@@ -357,7 +340,10 @@ def train(cfg: TrainConfig, resume: bool | str = False, progress: bool = True,
             raise CheckpointError(f"{str(rpath)!r} holds weights only, no training state; "
                                   "it cannot be resumed")
         saved = ck.get("config", {})
-        for key in ("sampler", "levels", "batch_size", "steps", "seed", "data", "layout"):
+        if "subspace" not in saved:
+            saved["subspace"] = "off"  # runs from before sub-spaces drew without them
+        for key in ("sampler", "levels", "batch_size", "steps", "seed", "data", "layout",
+                    "subspace"):
             old = saved.get(key)
             new = cfg.to_dict()[key]
             if old is not None and old != new:
@@ -380,8 +366,8 @@ def train(cfg: TrainConfig, resume: bool | str = False, progress: bool = True,
         data.val, range(min(cfg.eval_images, len(data.val))))
     val_loader = torch.utils.data.DataLoader(val_set, batch_size=64, num_workers=cfg.workers)
     calib = [x for _, x, _ in _take(stream, cfg.bn_batches, start=0)]
-    archs_eval = eval_archs(cfg.levels, cfg.level_window,
-                            SearchSpace(rules=model.subnet_rules))
+    archs_eval = eval_archs(cfg.levels, cfg.level_window, SearchSpace(rules=model.subnet_rules),
+                            cfg.subspace if cfg.sampler != "sandwich" else "off")
     amp = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" and cfg.amp
            else contextlib.nullcontext())  # the one place for mixed precision
     log = (out / "log.jsonl").open("a") if d.main else None
@@ -416,9 +402,9 @@ def train(cfg: TrainConfig, resume: bool | str = False, progress: bool = True,
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, cfg)
             t_probs = None
-            if teacher is not None:
-                with torch.no_grad(), amp:
-                    t_probs = F.softmax(teacher(xm).float() / cfg.teacher_temp, dim=-1)
+            if teachers:  # the release's target: mean of the teachers' sharpened softmax
+                with amp:
+                    t_probs = teacher_probs(teachers, xm, cfg.teacher_temp)
             losses: list[float] = []
             probs: list[torch.Tensor] = []
             max_probs = None
@@ -490,7 +476,8 @@ def train(cfg: TrainConfig, resume: bool | str = False, progress: bool = True,
                "seconds": round(time.time() - t_start, 1),
                "train_images_per_second": round(images / max(loop_seconds, 1e-9), 2),
                "weights_sha256": _weights_digest(model), "ema_sha256": _weights_digest(ema.module),
-               "sampler": cfg.sampler, "world": d.world, "rank": d.rank}
+               "sampler": cfg.sampler, "subspace": cfg.subspace,
+               "teachers": list(cfg.teachers), "world": d.world, "rank": d.rank}
     summary_name = "summary.json" if d.main else f"summary_rank{d.rank}.json"
     if d.world > 1 or d.main:
         out.mkdir(parents=True, exist_ok=True)
