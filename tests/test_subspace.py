@@ -52,7 +52,7 @@ def _draw_many(sampler, level: int, n: int, seed: int) -> list:
     replays and path preference are exercised once a bank is half full)."""
     rng = np.random.default_rng(seed)
     out = []
-    for i in range(n):
+    for _ in range(n):
         d = sampler.draw_uniform(level, rng, progress=0.9)
         out.append(d)
         if d.explored and hasattr(sampler, "observe"):

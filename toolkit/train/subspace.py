@@ -49,7 +49,7 @@ def hss_floors(hss: ArchConfig, mode: str = "hss") -> dict[str, int]:
                 if dim == "kernel":
                     if sp.name == "mbv2_1":
                         continue  # the conv stem is sampled with min_conv_ratio=0
-                    value = getattr(st, "expand")  # min_kr_size=min_conv_ratio (its typo)
+                    value = st.expand  # min_kr_size=min_conv_ratio (its typo)
             out[f"{sp.name}.{dim}"] = int(value)
     return out
 
