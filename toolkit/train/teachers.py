@@ -207,7 +207,9 @@ def load_teacher(spec: str, num_classes: int, image_size: int,
         teacher = OnnxTeacher(spec)
     if kind != "onnx":
         teacher = teacher.to(device)
-    teacher.eval().requires_grad_(False)
+    teacher.eval()
+    for p in teacher.parameters():  # (ScriptModules have no requires_grad_)
+        p.requires_grad_(False)
     x = torch.zeros(2, 3, image_size, image_size, device=device)
     try:
         with torch.no_grad():
