@@ -5,9 +5,10 @@ Every random choice is seeded by ``(seed, epoch, index)`` (samples) or ``(seed, 
 the batches an uninterrupted one would.
 
 * ``--data DIR``: ``DIR/train/<class>/*.jpg`` and ``DIR/val/<class>/*.jpg`` (any PIL format).
-  Train: RandomResizedCrop (bicubic), horizontal flip, RandAugment n=1 m=1 mstd=0.5
-  (``rand-n1-m1-mstd0.5-inc1``), random erasing (p=0.01, per-pixel noise). Eval: resize to
-  size/0.875 (bicubic), centre crop. ImageNet mean/std.
+  Train: RandomResizedCrop (bicubic), horizontal flip, RandAugment
+  ``rand-n1-m1-mstd0.5-inc1``, random erasing (p=0.01, per-pixel noise), each with timm's
+  semantics (``toolkit/train/augment.py``). Eval: resize to size/0.875 (bicubic), centre
+  crop. ImageNet mean/std.
 * no ``--data``: scikit-learn's 8x8 handwritten digits (1,797 images shipped inside
   scikit-learn, no download), upscaled to 32x32; a fixed stratified 20% is held out for
   evaluation; training images are randomly shifted by up to 2 px.
@@ -23,7 +24,9 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageEnhance, ImageOps
+from PIL import Image, ImageOps
+
+from toolkit.train.augment import rand_augment, random_erasing, random_resized_crop
 
 __all__ = ["DataError", "build_datasets", "BatchStream", "mixup_cutmix", "DigitsDataset",
            "ImageFolderDataset", "IMAGENET_MEAN", "IMAGENET_STD"]
@@ -93,60 +96,6 @@ class DigitsDataset(torch.utils.data.Dataset):
 # --------------------------------------------------------------------------- image folders
 
 
-def _rand_augment(img: Image.Image, rng: np.random.Generator, n: int = 1, m: float = 1.0,
-                  mstd: float = 0.5) -> Image.Image:
-    """RandAugment, 'increasing' op set: n ops, magnitude m/10 with Gaussian noise mstd."""
-    fill = (128, 128, 128)
-    for _ in range(n):
-        mag = float(np.clip(rng.normal(m, mstd) if mstd > 0 else m, 0, 10)) / 10.0
-        sign = 1 if rng.random() < 0.5 else -1
-        op = int(rng.integers(15))
-        if op == 0:
-            img = ImageOps.autocontrast(img)
-        elif op == 1:
-            img = ImageOps.equalize(img)
-        elif op == 2:
-            img = ImageOps.invert(img)
-        elif op == 3:
-            img = img.rotate(sign * 30 * mag, resample=Image.BILINEAR, fillcolor=fill)
-        elif op == 4:
-            img = ImageOps.posterize(img, 8 - int(4 * mag))  # 8..4 bits
-        elif op == 5:
-            img = ImageOps.solarize(img, 256 - int(256 * mag))
-        elif op == 6:
-            lut = [min(255, v + int(110 * mag)) if v < 128 else v for v in range(256)]
-            img = img.point(lut * len(img.getbands()))
-        elif op in (7, 8, 9, 10):
-            enh = (ImageEnhance.Color, ImageEnhance.Contrast, ImageEnhance.Brightness,
-                   ImageEnhance.Sharpness)[op - 7]
-            img = enh(img).enhance(1.0 + sign * 0.9 * mag)
-        elif op in (11, 12):
-            s = sign * 0.3 * mag
-            coef = (1, s, 0, 0, 1, 0) if op == 11 else (1, 0, 0, s, 1, 0)
-            img = img.transform(img.size, Image.AFFINE, coef, Image.BILINEAR, fillcolor=fill)
-        else:
-            t = sign * 0.45 * mag
-            coef = ((1, 0, t * img.size[0], 0, 1, 0) if op == 13
-                    else (1, 0, 0, 0, 1, t * img.size[1]))
-            img = img.transform(img.size, Image.AFFINE, coef, Image.BILINEAR, fillcolor=fill)
-    return img
-
-
-def _random_resized_crop(img: Image.Image, size: int, rng: np.random.Generator) -> Image.Image:
-    w, h = img.size
-    area = w * h
-    for _ in range(10):
-        target = area * rng.uniform(0.08, 1.0)
-        ratio = math.exp(rng.uniform(math.log(3 / 4), math.log(4 / 3)))
-        cw, ch = round(math.sqrt(target * ratio)), round(math.sqrt(target / ratio))
-        if 0 < cw <= w and 0 < ch <= h:
-            x0, y0 = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
-            return img.resize((size, size), Image.BICUBIC, box=(x0, y0, x0 + cw, y0 + ch))
-    s = min(w, h)  # fallback: centre crop
-    box = ((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s)
-    return img.resize((size, size), Image.BICUBIC, box=box)
-
-
 def _to_tensor(img: Image.Image) -> torch.Tensor:
     a = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1)
     mean = torch.tensor(IMAGENET_MEAN)[:, None, None]
@@ -199,18 +148,11 @@ class ImageFolderDataset(torch.utils.data.Dataset):
         s = self.image_size
         if self.train:
             rng = np.random.default_rng((self.seed, self.epoch, i))
-            img = _random_resized_crop(img, s, rng)
+            img = random_resized_crop(img, s, rng)
             if rng.random() < 0.5:
                 img = ImageOps.mirror(img)
-            x = _to_tensor(_rand_augment(img, rng))
-            if rng.random() < self.re_prob:  # random erasing with per-pixel normal noise
-                area = s * s * rng.uniform(0.02, 1 / 3)
-                ar = math.exp(rng.uniform(math.log(0.3), math.log(1 / 0.3)))
-                eh, ew = min(s, round(math.sqrt(area * ar))), min(s, round(math.sqrt(area / ar)))
-                y0, x0 = int(rng.integers(0, s - eh + 1)), int(rng.integers(0, s - ew + 1))
-                x[:, y0:y0 + eh, x0:x0 + ew] = torch.from_numpy(
-                    rng.standard_normal((3, eh, ew)).astype(np.float32))
-            return x, label
+            x = _to_tensor(rand_augment(img, rng, n=1, m=1.0, mstd=0.5))
+            return random_erasing(x, rng, self.re_prob), label
         short = round(s / 0.875)
         w, h = img.size
         sc = short / min(w, h)
