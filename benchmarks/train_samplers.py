@@ -1,6 +1,6 @@
 """The three samplers at equal budget on the embedded digits, over several seeds.
 
-    python benchmarks/train_samplers.py [--steps 150] [--seeds 0 1 2] [--per-level 4]
+    python benchmarks/train_samplers.py [--steps 100] [--seeds 0 1 2] [--per-level 4]
                                         [--bank-small 30 --bank-big 10] [--work runs/bench_samplers]
 
 For each sampler (sandwich, complexity, conflict-aware) and seed: train the same number of
@@ -119,7 +119,7 @@ def conflicts_one(path: Path) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--steps", type=int, default=150)
+    ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--per-level", type=int, default=4)
     ap.add_argument("--bank-small", type=int, default=30,
@@ -151,6 +151,7 @@ def main() -> None:
                 res[key] = r
                 path.write_text(json.dumps(res, indent=1))
                 print(json.dumps(r["eval"], indent=1), flush=True)
+    res = json.loads(json.dumps(res))  # level keys as strings, as results.json holds them
     write_section("train_samplers", "Supernet training: samplers at equal budget, 3 seeds "
                   "(issues 3, 21)", render(res, args))
 

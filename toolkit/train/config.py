@@ -38,7 +38,7 @@ class TrainConfig:
     image_size: int = 224  # ImageFolder crop size (digits are 32x32)
     lr: float | None = None  # absolute; release: 5e-4 x global batch / 512
     min_lr: float | None = None
-    warmup_lr: float = 1e-6
+    warmup_lr: float | None = None  # release: 1e-6 x global batch / 512 (lr / 500)
     warmup_steps: int | None = None  # release: 5 epochs
     weight_decay: float = 0.05
     agc_clip: float = 0.1  # adaptive gradient clipping factor; 0 disables
@@ -141,7 +141,9 @@ class TrainConfig:
         if c.lr is None:
             c.lr = 2e-3 if digits else 5e-4 * c.batch_size * world / 512
         if c.min_lr is None:
-            c.min_lr = c.lr / 100
+            c.min_lr = c.lr / 100  # release: 5e-6 x global batch / 512
+        if c.warmup_lr is None:
+            c.warmup_lr = c.lr / 500  # release: 1e-6, scaled like lr
         if c.warmup_steps is None:
             c.warmup_steps = min(round(5 * steps_per_epoch), c.steps // 10) if not digits \
                 else max(1, c.steps // 20)
