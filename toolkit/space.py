@@ -335,6 +335,11 @@ RngLike = Union[np.random.Generator, int, None]
 RULES = ("none", "release")
 _WIDTH_COLS = ["stem_width"] + [f"{sp.name}.width" for sp in STAGE_SPACES]
 _WIDTH_IDX = [COLUMNS.index(c) for c in _WIDTH_COLS]
+_DEPTH_IDX = [j for j, c in enumerate(COLUMNS) if c.endswith(".depth")]
+# the release's crossover groups: each kind of choice comes whole from one parent
+_GROUPS = ("resolution", "width", "depth", "kernel", "expand", "mlp_ratio", "v_scale")
+_GROUP_OF = np.array([_GROUPS.index("width" if c == "stem_width" else c.split(".")[-1])
+                      for c in COLUMNS])
 
 
 def _release_mask(enc: np.ndarray) -> np.ndarray:
@@ -560,27 +565,56 @@ class SearchSpace:
 
     # -- evolution operators
     def mutate(self, arch: ArchConfig, prob: float = 0.2, rng: RngLike = None,
-               tries: int = 100) -> ArchConfig:
-        """Re-draw each dimension uniformly with probability ``prob``; always a valid config
-        (within the space's rules: re-drawn up to ``tries`` times, else ``arch`` itself)."""
+               tries: int = 100, uniform_prob: float = 1.0,
+               depth_prob: float | None = None) -> ArchConfig:
+        """Re-draw each dimension with probability ``prob``; always a valid config (within
+        the space's rules: re-drawn up to ``tries`` times, else ``arch`` itself).
+
+        A re-drawn value is uniform over its choices with probability ``uniform_prob``, else
+        the smallest allowed choice (the release's ``mutate_dims`` bias toward small
+        subnets: ``uniform_prob=0.45``). ``depth_prob`` (the release's 0.4): re-draw every
+        stage's depth together with that probability instead of each with ``prob``.
+        Resolution is always re-drawn uniformly (the release does not bias it). Under the
+        release's channel rules each re-drawn width keeps to the widths at least as wide
+        as the stage before (the release re-draws until it does), and the conv stem and
+        the first conv stay equal."""
         g = self._rng(rng)
+        base = self.encode(arch)
         for _ in range(tries):
-            row = self.encode(arch)
+            row = base.copy()
             flip = g.random(len(row)) < prob
+            if depth_prob is not None:
+                flip[_DEPTH_IDX] = g.random() < depth_prob
             for j in np.flatnonzero(flip):
-                row[j] = self.choices[j][g.integers(len(self.choices[j]))]
+                choices = self._choice_arrays[j]
+                if self._widths is not None and j in _WIDTH_IDX[2:]:
+                    choices = choices[choices >= row[_WIDTH_IDX[_WIDTH_IDX.index(j) - 1]]]
+                    if not len(choices):
+                        break
+                if j == 0 or uniform_prob >= 1 or g.random() < uniform_prob:
+                    row[j] = choices[g.integers(len(choices))]
+                else:
+                    row[j] = choices[0]
+                if self._widths is not None and j in _WIDTH_IDX[:2]:  # stem = first conv
+                    row[_WIDTH_IDX[:2]] = row[j]
             if self.allowed_encoded(row)[0]:
                 return self.decode(row)
         return arch
 
     def crossover(self, a: ArchConfig, b: ArchConfig, rng: RngLike = None,
-                  tries: int = 100) -> ArchConfig:
-        """Uniform crossover: each dimension comes from ``a`` or ``b`` with equal chance
-        (within the space's rules: re-drawn up to ``tries`` times, else ``a``)."""
+                  tries: int = 100, groups: bool = False) -> ArchConfig:
+        """Uniform crossover: each dimension comes from ``a`` or ``b`` with equal chance;
+        ``groups=True`` (the release's ``get_crossover``): each kind of choice (resolution,
+        all widths, all depths, kernels, expansions, MLP ratios, V scales) comes whole from
+        one parent. Within the space's rules: re-drawn up to ``tries`` times, else ``a``."""
         g = self._rng(rng)
         ra, rb = self.encode(a), self.encode(b)
         for _ in range(tries):
-            row = np.where(g.random(len(ra)) < 0.5, ra, rb)
+            if groups:
+                pick = (g.random(len(_GROUPS)) < 0.5)[_GROUP_OF]
+            else:
+                pick = g.random(len(ra)) < 0.5
+            row = np.where(pick, ra, rb)
             if self.allowed_encoded(row)[0]:
                 return self.decode(row)
         return a

@@ -3,16 +3,20 @@
     evit-search --latency-ms 25 --device pixel4 --supernet runs/train/supernet.pt
     evit-search --latency-ms 10 15 20 --device host --export tflite --measure
     evit-search --mflops 200 400
+    evit-search --latency-ms 8 11 14 --fitness predictor --json
 
-Fitness is top-1 with the supernet's weights after BN recalibration, on a search split of the
-training data (never the validation set). Several budgets give a Pareto front. Outputs in
---out: best_<budget>.json per budget, front.csv (every evaluated subnet), front.png, and the
-resumable search state.
+Fitness is top-1 with the supernet's weights after BN recalibration, on a search split held
+out from training (never the validation set). ``--fitness predictor`` measures a few hundred
+subnets once per supernet (cached, resumable), fits an accuracy predictor, searches with it
+and measures the final top-k for real. Several budgets give a Pareto front. Outputs in --out:
+best_<budget>.json per budget, front.csv (every subnet measured for real), front.png,
+accuracy_predictor.json (with --fitness predictor), and the resumable search state.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import sys
@@ -20,7 +24,16 @@ import time
 from pathlib import Path
 
 from toolkit.fileio import atomic_open, atomic_write_json
-from toolkit.search.evolution import Cost, SearchConfig, SearchError, pareto_front, search
+from toolkit.search.evolution import (
+    OPERATORS,
+    Cost,
+    SearchConfig,
+    SearchError,
+    pareto_front,
+    random_search,
+    rerank,
+    search,
+)
 
 DEFAULT_SUPERNET = "runs/train/supernet.pt"
 
@@ -50,8 +63,36 @@ def build_parser() -> argparse.ArgumentParser:
                    help="feasible = cost in [lower_frac * budget, budget]")
     p.add_argument("--max-retries", type=int, default=s.max_retries)
     p.add_argument("--seed", type=int, default=s.seed)
-    p.add_argument("--calib-images", type=int, default=64, help="BN recalibration images")
-    p.add_argument("--search-images", type=int, default=512, help="fitness images (search split)")
+    p.add_argument("--operators", choices=OPERATORS, default=s.operators,
+                   help="release: mutation biased toward the smallest choice and whole-kind "
+                        "crossover, as the release's searcher; uniform: unbiased re-draws")
+    p.add_argument("--dim-mutation-prob", type=float, default=s.dim_mutation_prob,
+                   help="release operators: a re-drawn value is uniform with this probability, "
+                        "else the smallest choice")
+    p.add_argument("--depth-mutation-prob", type=float, default=s.depth_mutation_prob,
+                   help="release operators: probability of re-drawing all depths together")
+    p.add_argument("--strategy", choices=("evolution", "random"), default="evolution",
+                   help="random: as many uniform feasible subnets as evolution evaluates "
+                        "(population + generations x (mutations + crossovers)), the best wins")
+    p.add_argument("--fitness", choices=("measured", "predictor"), default="measured",
+                   help="measured: real top-1 of every candidate; predictor: an accuracy "
+                        "predictor's top-1, then the final --top-k measured for real")
+    p.add_argument("--predictor-subnets", type=int, default=300,
+                   help="--fitness predictor: subnets measured for real to fit the predictor "
+                        "(in the budgets' cost window; cached per supernet, resumable)")
+    p.add_argument("--top-k", type=int, default=10,
+                   help="--fitness predictor: best predicted subnets measured for real")
+    p.add_argument("--accuracy-predictor", help="--fitness predictor: use this accuracy "
+                   "predictor file instead of measuring and fitting one")
+    p.add_argument("--calib-images", type=int, default=None,
+                   help="BN recalibration images (default: 6,240 for a folder, the release's 65 "
+                        "batches of 96; 128 for the digits)")
+    p.add_argument("--search-images", type=int, default=None,
+                   help="fitness images from the search split (default: 10,000 for a folder, "
+                        "standard error <= 0.5%%; the digits' whole search split, 287)")
+    p.add_argument("--json", action="store_true",
+                   help="print the results as JSON on stdout (messages go to stderr)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--export", choices=("tflite", "onnx"), help="export each budget's best")
     p.add_argument("--measure", action="store_true",
                    help="run the exported best subnets on --device and compare with the predictor")
@@ -77,8 +118,11 @@ def _plot(rows: list[dict], bests: list[dict], unit: str, path: Path) -> None:
     ax.scatter([r["cost"] for r in rows], [100 * r["accuracy"] for r in rows], s=6, c="0.7",
                label="evaluated subnets")
     front = [rows[i] for i in pareto_front([(r["cost"], r["accuracy"]) for r in rows])]
-    ax.plot([r["cost"] for r in front], [100 * r["accuracy"] for r in front], "-o", ms=3,
-            label="Pareto front")
+    # a staircase out to the dearest subnet: visible even when the front is one subnet
+    xs = [r["cost"] for r in front] + [max(r["cost"] for r in rows)]
+    ys = [100 * r["accuracy"] for r in front]
+    ax.step(xs, ys + ys[-1:], where="post", c="C0", lw=1.5, label="Pareto front")
+    ax.plot(xs[:-1], ys, "o", c="C0", ms=5)
     ax.scatter([b["cost"] for b in bests], [100 * b["accuracy"] for b in bests], marker="*",
                s=140, c="C3", zorder=5, label="best per budget")
     ax.set(xlabel=f"predicted latency ({unit})" if unit == "ms" else "MFLOPs",
@@ -105,8 +149,24 @@ def run(args) -> dict:
 
     cfg = SearchConfig(args.population, args.generations, args.parents, args.mutations,
                        args.crossovers, args.mutation_prob, args.lower_frac, args.max_retries,
-                       args.seed)
+                       args.seed, args.operators, args.dim_mutation_prob,
+                       args.depth_mutation_prob)
     cfg.validate()
+    for name in ("predictor_subnets", "top_k"):
+        if getattr(args, name) < 1:
+            raise SearchError(f"--{name.replace('_', '-')} = {getattr(args, name)}; must be >= 1")
+    for name in ("calib_images", "search_images"):
+        v = getattr(args, name)
+        if v is not None and v < 1:
+            raise SearchError(f"--{name.replace('_', '-')} = {v}; must be >= 1")
+    accuracy_model = None
+    if args.accuracy_predictor:
+        if args.fitness != "predictor":
+            raise SearchError("--accuracy-predictor needs --fitness predictor")
+        from toolkit.search.predictor import AccuracyPredictor
+
+        accuracy_model = AccuracyPredictor.load(args.accuracy_predictor)  # before slow work
+    say = (lambda m: print(m, file=sys.stderr, flush=True))
     import os
 
     rank, world, device = 0, int(os.environ.get("WORLD_SIZE", "1")), "cpu"
@@ -169,21 +229,64 @@ def run(args) -> dict:
                           "ImageNet supernet)")
     data = args.data if args.data is not None else ckpt_cfg.get("data")
     torch.manual_seed(args.seed)
+    image_size = int(ckpt_cfg.get("image_size", 224) or 224)
     evaluator = AccuracyEvaluator.from_datasets(
         net, data, calib_images=args.calib_images, search_images=args.search_images,
-        seed=args.seed, image_size=int(ckpt_cfg.get("image_size", 224) or 224), device=device)
+        seed=args.seed, image_size=image_size, device=device, warn=say)
     if rank == 0:
+        say(f"fitness: BN recalibrated on {len(evaluator.calib)} training images, top-1 on "
+            f"{len(evaluator.labels)} search-split images (standard error <= "
+            f"{100 * evaluator.standard_error:.1f}%)")
         atomic_write_json(out / "search.json", manifest, indent=1)
     t0 = time.time()
+    fitness = evaluator.evaluate
+    if args.fitness == "predictor":
+        from toolkit.search.predictor import prepare
+
+        if accuracy_model is None:
+            lo = min(budgets) * cfg.lower_frac
+            from toolkit.export import sha256_file
+
+            header = {"supernet_sha256": sha256_file(ckpt_path),
+                      "data": str(data) if data else None, "image_size": image_size,
+                      "calib_images": len(evaluator.calib),
+                      "search_images": len(evaluator.labels), "rules": space.rules}
+            accuracy_model = prepare(evaluator, cost, lo, max(budgets), args.predictor_subnets,
+                                     header, space, seed=args.seed, say=say,
+                                     bar=not args.no_progress)
+        elif accuracy_model.num_classes != net.num_classes:
+            raise SearchError(f"{args.accuracy_predictor} predicts for "
+                              f"{accuracy_model.num_classes} classes; the supernet has "
+                              f"{net.num_classes}")
+        if rank == 0:
+            accuracy_model.save(out / "accuracy_predictor.json")
+            m = accuracy_model.info.get("held_out", {})
+            if "kendall_tau" in m:
+                say(f"accuracy predictor ({accuracy_model.info.get('kind')}, "
+                    f"{accuracy_model.info.get('subnets')} measured subnets): held-out Kendall "
+                    f"tau {m['kendall_tau']:.2f}, mean error {100 * m['mae']:.2f}% on "
+                    f"{m['n_test']} subnets -> {out / 'accuracy_predictor.json'}")
+        fitness = accuracy_model.predict
     results = []
     for b in budgets:
         state = out / f"state_{cost.kind}_{b:g}.json"
-        r = search(b, cost, evaluator.evaluate, cfg, state_path=state, save=rank == 0,
-                   progress=lambda m: rank == 0 and print(m, file=sys.stderr, flush=True),
-                   space=space, seeds=seeds)
+        bar = _bar(b, cost.unit, cfg.generations, rank == 0 and not args.no_progress)
+        if args.strategy == "random":
+            n = cfg.population + cfg.generations * (cfg.mutations + cfg.crossovers)
+            r = random_search(b, cost, fitness, n, cfg.seed, cfg.lower_frac, space)
+        else:
+            r = search(b, cost, fitness, cfg, state_path=state, save=rank == 0,
+                       progress=lambda m, quiet=bar is not None: rank == 0 and not quiet
+                       and say(m),
+                       space=space, seeds=seeds, on_generation=bar and bar.update_to)
+        if bar is not None:
+            bar.close()
+        if args.fitness == "predictor":
+            r = rerank(r, cost, evaluator.evaluate, args.top_k)
         arch = r["arch"]
         best = {"budget": b, "unit": cost.unit, "device": args.device if args.latency_ms else None,
-                "cost": r["cost"], "accuracy": r["accuracy"],
+                "cost": r["cost"], "accuracy": r["accuracy"], "fitness": args.fitness,
+                "strategy": args.strategy,
                 "mflops": flops(arch, net.num_classes),
                 "params": sum(p.numel() for p in net.extract(arch).parameters()),
                 "rules": space.rules,
@@ -191,13 +294,16 @@ def run(args) -> dict:
                 "supernet": str(ckpt_path)}
         if args.latency_ms:
             best["predicted_latency_ms"] = r["cost"]
+        if args.fitness == "predictor":
+            best["predicted_accuracy"] = r["predicted"]
+            best["measured_top_k"] = len(r["reranked"])
         path = out / (f"best_{cost.kind}_{b:g}.json" if rank == 0 else
                       f"best_{cost.kind}_{b:g}.rank{rank}.json")
         atomic_write_json(path, best, indent=1)
         best["path"] = str(path)
         results.append(best)
-        print(f"budget {b:g} {cost.unit}: top-1 {100 * r['accuracy']:.1f}% at {r['cost']:.2f} "
-              f"{cost.unit}, {best['mflops']:.1f} MFLOPs -> {path}")
+        say(f"budget {b:g} {cost.unit}: top-1 {100 * r['accuracy']:.1f}% at {r['cost']:.2f} "
+            f"{cost.unit}, {best['mflops']:.1f} MFLOPs -> {path}")
     if rank != 0:
         return {"results": results, "evaluated": evaluator.evaluated}
     rows = {}
@@ -216,22 +322,24 @@ def run(args) -> dict:
             w.writerow([f"{r['cost']:.4f}", f"{r['accuracy']:.4f}", f"{r['mflops']:.2f}",
                         int(rows.index(r) in front), r["arch"]])
     _plot(rows, results, cost.unit, out / "front.png")
-    print(f"front: {out / 'front.csv'}, plot: {out / 'front.png'} "
-          f"({evaluator.evaluated} subnets evaluated in {time.time() - t0:.0f} s)")
+    say(f"front: {out / 'front.csv'}, plot: {out / 'front.png'} "
+        f"({evaluator.evaluated} subnets measured for real in {time.time() - t0:.0f} s)")
     if args.export:
         from toolkit.cli import export as export_cli
 
         for best in results:
             art = out / f"best_{cost.kind}_{best['budget']:g}.{args.export}"
             if _already_exported(art, best["arch"], ckpt_path, data):
-                print(f"{art}: already exported (same subnet, same supernet)")
+                say(f"{art}: already exported (same subnet, same supernet)")
                 best["artifact"] = str(art)
                 continue
             argv = ["--arch", best["path"], "--supernet", str(ckpt_path), "--format",
                     args.export, "--out", str(art), "--num-classes", str(net.num_classes)]
             if data:
                 argv += ["--data", str(data)]
-            if export_cli.main(argv) != 0:
+            with contextlib.redirect_stdout(sys.stderr if args.json else sys.stdout):
+                code = export_cli.main(argv)
+            if code != 0:
                 raise SearchError(f"export of {best['path']} failed")
             best["artifact"] = str(art)
     if args.measure:
@@ -253,10 +361,36 @@ def run(args) -> dict:
             best["measured_ms"], best["measured_statistic"] = m.latency_ms(stat), stat
             best["measured_median_ms"] = m.median_ms
             gap = 100 * (best["measured_ms"] / best["cost"] - 1)
-            print(f"budget {best['budget']:g}: measured {best['measured_ms']:.2f} ms ({stat}) "
+            say(f"budget {best['budget']:g}: measured {best['measured_ms']:.2f} ms ({stat}) "
                   f"on {args.device} vs predicted {best['cost']:.2f} ms ({gap:+.1f}%)")
     atomic_write_json(out / "summary.json", results, indent=1, default=str)
+    if args.json:
+        print(json.dumps({"results": results, "real_evaluations": evaluator.evaluated},
+                         indent=1, default=str))
     return {"results": results, "evaluated": evaluator.evaluated}
+
+
+class _Bar:
+    """One tqdm bar per budget over generations, the best fitness so far as its postfix."""
+
+    def __init__(self, budget: float, unit: str, generations: int):
+        from tqdm import tqdm
+
+        self.t = tqdm(total=generations, desc=f"budget {budget:g} {unit}", unit="gen",
+                      file=sys.stderr, dynamic_ncols=True)
+
+    def update_to(self, gen: int, total: int, best: float, evaluated: int) -> None:
+        self.t.n = gen
+        self.t.set_postfix_str(f"best {100 * best:.1f}%, {evaluated} evaluated", refresh=False)
+        self.t.refresh()
+
+    def close(self) -> None:
+        self.t.close()
+
+
+def _bar(budget: float, unit: str, generations: int, show: bool) -> _Bar | None:
+    """A bar on a terminal; elsewhere (logs, pipes) one line per generation instead."""
+    return _Bar(budget, unit, generations) if show and sys.stderr.isatty() else None
 
 
 SEARCH_FILES = ("search.json", "summary.json", "front.csv", "front.png")
@@ -272,7 +406,13 @@ def _manifest(args, cost: Cost, cfg: SearchConfig, ckpt: Path) -> dict:
 
     m = {"format": "evit-search-run", "supernet_sha256": sha256_file(ckpt),
          "data": args.data, "cost": cost.kind, "config": asdict(cfg),
-         "any_subnet": bool(args.any_subnet), "bank_seeds": not args.no_bank_seeds}
+         "any_subnet": bool(args.any_subnet), "bank_seeds": not args.no_bank_seeds,
+         "strategy": args.strategy, "fitness": args.fitness,
+         "calib_images": args.calib_images, "search_images": args.search_images}
+    if args.fitness == "predictor":
+        m["predictor_subnets"], m["top_k"] = args.predictor_subnets, args.top_k
+        m["accuracy_predictor_sha256"] = (sha256_file(args.accuracy_predictor)
+                                          if args.accuracy_predictor else None)
     if cost.kind == "latency":
         m["device"] = cost.predictor.device
         m["predictor_sha256"] = sha256_file(args.predictor) if args.predictor else None

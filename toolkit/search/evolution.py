@@ -1,9 +1,13 @@
 """Constrained evolutionary search (the release's algorithm, made runnable and resumable).
 
 Population of ``population`` feasible subnets; each generation keeps the ``parents`` best by
-fitness and adds ``mutations`` mutants (each dimension re-drawn with ``mutation_prob``) and
-``crossovers`` uniform crossovers, every child re-drawn until it satisfies the constraint
-(``max_retries`` per child). Feasible = cost in ``[lower_frac * budget, budget]`` (so the answer
+fitness and adds ``mutations`` mutants and ``crossovers`` crossovers, every child re-drawn
+until it satisfies the constraint (``max_retries`` per child). ``operators="release"`` (the
+default) mutates as the release's ``get_mutation``: each dimension re-drawn with
+``mutation_prob``, all depths together with ``depth_mutation_prob``, a re-drawn value uniform
+with ``dim_mutation_prob`` and otherwise the smallest choice; crossover takes each kind of
+choice whole from one parent. ``operators="uniform"``: uniform re-draws, per-dimension
+crossover. Feasible = cost in ``[lower_frac * budget, budget]`` (so the answer
 uses the budget); the cost is predicted latency (ms) or MFLOPs. Randomness comes from
 (seed, generation), the state is saved after every generation, so a run interrupted at any
 point resumes and a given seed always gives the same result.
@@ -26,6 +30,9 @@ class SearchError(ValueError):
     pass
 
 
+OPERATORS = ("release", "uniform")
+
+
 @dataclass
 class SearchConfig:
     population: int = 512
@@ -37,13 +44,23 @@ class SearchConfig:
     lower_frac: float = 0.85
     max_retries: int = 200
     seed: int = 0
+    operators: str = "release"
+    dim_mutation_prob: float = 0.45  # the release's searching_mutation_prob
+    depth_mutation_prob: float = 0.4  # the release's s_prob
 
     def validate(self) -> None:
         for name in ("population", "parents"):
             if getattr(self, name) < 1:
                 raise SearchError(f"{name} = {getattr(self, name)}; must be >= 1")
-        if not 0 <= self.mutation_prob <= 1:
-            raise SearchError(f"mutation_prob = {self.mutation_prob}; must be in [0, 1]")
+        for name in ("generations", "mutations", "crossovers"):
+            if getattr(self, name) < 0:
+                raise SearchError(f"{name} = {getattr(self, name)}; must be >= 0")
+        for name in ("mutation_prob", "dim_mutation_prob", "depth_mutation_prob"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise SearchError(f"{name} = {getattr(self, name)}; must be in [0, 1]")
+        if self.operators not in OPERATORS:
+            raise SearchError(f"operators = {self.operators!r}; choose one of "
+                              f"{', '.join(OPERATORS)}")
         if not 0 <= self.lower_frac < 1:
             raise SearchError(f"lower_frac = {self.lower_frac}; must be in [0, 1)")
 
@@ -100,11 +117,14 @@ def _feasible_samples(cost: Cost, lo: float, hi: float, n: int, rng, max_draws: 
 def search(budget: float, cost: Cost, fitness: Callable[[Sequence[ArchConfig]], list[float]],
            cfg: SearchConfig | None = None, state_path: str | Path | None = None,
            progress: Callable[[str], None] = lambda s: None, save: bool = True,
-           space: SearchSpace = SPACE, seeds: Sequence[ArchConfig] = ()) -> dict:
+           space: SearchSpace = SPACE, seeds: Sequence[ArchConfig] = (),
+           on_generation: Callable[[int, int, float, int], None] | None = None) -> dict:
     """Best subnet with cost <= budget (and >= lower_frac * budget when such subnets exist),
     drawn, mutated and crossed within ``space`` (and its rules). The first population starts
     with the ``seeds`` that are feasible (the release seeds it from the supernet's memory
-    banks), then uniform draws."""
+    banks), then uniform draws. ``on_generation(generation, generations, best fitness,
+    subnets evaluated)`` is called after the first population (generation 0) and after each
+    generation (a progress bar)."""
     cfg = cfg or SearchConfig()
     cfg.validate()
     fastest, cheapest_arch = cost.cheapest(cfg.seed, space=space)
@@ -151,6 +171,9 @@ def search(budget: float, cost: Cost, fitness: Callable[[Sequence[ArchConfig]], 
         state.update(population=[a.to_json() for a in pop], generation=0, lo=lo)
         _save_state(write_to, state)
     lo = state["lo"]
+    if on_generation is not None:
+        on_generation(state["generation"], cfg.generations,
+                      max(scores[k] for k in state["population"]), len(scores))
     for gen in range(state["generation"] + 1, cfg.generations + 1):
         rng = np.random.default_rng((cfg.seed, gen))
         pop = [ArchConfig.from_json(k) for k in state["population"]]
@@ -159,26 +182,61 @@ def search(budget: float, cost: Cost, fitness: Callable[[Sequence[ArchConfig]], 
         children: list[ArchConfig] = []
         seen = {a.to_json() for a in parents}
 
+        mutate, cross = _operators(space, cfg)
         for _ in range(cfg.mutations):
             p = parents[int(rng.integers(len(parents)))]
-            _admit(lambda p=p, g=rng: space.mutate(p, cfg.mutation_prob, g), cost, lo, hi,
-                   seen, children, cfg.max_retries)
+            _admit(lambda p=p, g=rng, m=mutate: m(p, g), cost, lo, hi, seen, children,
+                   cfg.max_retries)
         for _ in range(cfg.crossovers):
             a, b = (parents[int(i)] for i in rng.integers(len(parents), size=2))
-            _admit(lambda a=a, b=b, g=rng: space.crossover(a, b, g), cost, lo, hi, seen,
-                   children, cfg.max_retries)
+            _admit(lambda a=a, b=b, g=rng, x=cross: x(a, b, g), cost, lo, hi, seen, children,
+                   cfg.max_retries)
         evaluate(children)
         state["population"] = [a.to_json() for a in parents + children]
         state["generation"] = gen
         best = max(state["population"], key=lambda k: scores[k])
-        progress(f"budget {budget:g} {cost.unit}: generation {gen}/{cfg.generations}, best top-1 "
-                 f"{100 * scores[best]:.1f}%, {len(scores)} subnets evaluated")
+        progress(f"budget {budget:g} {cost.unit}: generation {gen}/{cfg.generations}, best "
+                 f"fitness {100 * scores[best]:.1f}%, {len(scores)} subnets evaluated")
+        if on_generation is not None:
+            on_generation(gen, cfg.generations, scores[best], len(scores))
         _save_state(write_to, state)
     feasible = [k for k in scores if lo - 1e-9 <= cost.of(ArchConfig.from_json(k)) <= hi]
     best = max(feasible, key=lambda k: (scores[k], k))
     arch = ArchConfig.from_json(best)
     return {"budget": budget, "unit": cost.unit, "arch": arch, "accuracy": scores[best],
             "cost": cost.of(arch), "evaluated": dict(scores), "lower_bound": lo}
+
+
+def _operators(space: SearchSpace, cfg: SearchConfig):
+    """(mutate(arch, rng), crossover(a, b, rng)) for ``cfg.operators``."""
+    if cfg.operators == "uniform":
+        return (lambda a, g: space.mutate(a, cfg.mutation_prob, g),
+                lambda a, b, g: space.crossover(a, b, g))
+    return (lambda a, g: space.mutate(a, cfg.mutation_prob, g,
+                                      uniform_prob=cfg.dim_mutation_prob,
+                                      depth_prob=cfg.depth_mutation_prob),
+            lambda a, b, g: space.crossover(a, b, g, groups=True))
+
+
+def random_search(budget: float, cost: Cost,
+                  fitness: Callable[[Sequence[ArchConfig]], list[float]], n: int,
+                  seed: int = 0, lower_frac: float = 0.85, space: SearchSpace = SPACE) -> dict:
+    """The baseline evolution has to beat: ``n`` distinct uniform feasible subnets (cost in
+    [lower_frac * budget, budget]), the fittest wins."""
+    fastest, _ = cost.cheapest(seed, space=space)
+    if budget < fastest:
+        raise SearchError(f"budget {budget:g} {cost.unit} is infeasible: the cheapest subnet "
+                          f"found costs {fastest:.2f} {cost.unit}")
+    lo = max(lower_frac * budget, fastest)
+    archs = _feasible_samples(cost, lo, budget, n, np.random.default_rng((seed, 7)),
+                              4096 * 2000, space)
+    if not archs:
+        raise SearchError(f"no subnet found in [{lo:.2f}, {budget:.2f}] {cost.unit}")
+    scores = dict(zip((a.to_json() for a in archs), map(float, fitness(archs))))
+    best = max(scores, key=lambda k: (scores[k], k))
+    arch = ArchConfig.from_json(best)
+    return {"budget": budget, "unit": cost.unit, "arch": arch, "accuracy": scores[best],
+            "cost": cost.of(arch), "evaluated": scores, "lower_bound": lo}
 
 
 def _feasible_seeds(seeds: Sequence[ArchConfig], cost: Cost, lo: float, hi: float,
@@ -244,3 +302,24 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
             front.append(i)
             best = points[i][1]
     return front
+
+
+def rerank(result: dict, cost: Cost, fitness: Callable[[Sequence[ArchConfig]], list[float]],
+           k: int = 10) -> dict:
+    """A search run on predicted fitness, finished on real fitness: the ``k`` feasible
+    subnets with the highest predicted fitness are evaluated for real and the best of
+    those wins. Adds ``predicted`` (the winner's predicted fitness) and ``reranked``
+    ({arch json: (predicted, real)})."""
+    if k < 1:
+        raise SearchError(f"top_k = {k}; must be >= 1")
+    lo, hi = result["lower_bound"], result["budget"]
+    pred = result["evaluated"]
+    keys = list(pred)
+    c = cost(SPACE.encode_many([ArchConfig.from_json(x) for x in keys]))
+    ok = [x for x, v in zip(keys, c) if lo - 1e-9 <= v <= hi]
+    top = sorted(ok, key=lambda x: (-pred[x], x))[:k]
+    real = dict(zip(top, map(float, fitness([ArchConfig.from_json(x) for x in top]))))
+    best = max(top, key=lambda x: (real[x], pred[x], x))
+    arch = ArchConfig.from_json(best)
+    return {**result, "arch": arch, "accuracy": real[best], "predicted": pred[best],
+            "cost": cost.of(arch), "reranked": {x: (pred[x], real[x]) for x in top}}

@@ -46,8 +46,9 @@ class DataError(ValueError):
 class DigitsDataset(torch.utils.data.Dataset):
     """scikit-learn digits as 3x32x32 float tensors; split 'train' / 'val' / 'search'.
 
-    'search' is a fixed 20% of the training split (for subnet search fitness), disjoint from
-    'val' (the reporting set); 'train' still contains it, as in the release's search split.
+    'search' (287 images) is a fixed 20% of the non-validation images, held out from 'train'
+    (1,151) and 'val' (359, the reporting set): search fitness is measured on images the
+    supernet never trained on, as the release measures it on its own ``search`` folder.
     """
 
     num_classes = 10
@@ -67,7 +68,7 @@ class DigitsDataset(torch.utils.data.Dataset):
             val_idx += list(idx[:n_val])
             search_idx += list(idx[n_val:n_val + round((len(idx) - n_val) * 0.2)])
         val = np.sort(val_idx)
-        train = np.setdiff1d(np.arange(len(y)), val)
+        train = np.setdiff1d(np.setdiff1d(np.arange(len(y)), val), search_idx)
         keep = {"train": train, "val": val, "search": np.sort(search_idx)}.get(split)
         if keep is None:
             raise DataError(f"split = {split!r}; choose train, val or search")
