@@ -118,11 +118,11 @@ def _plot(rows: list[dict], bests: list[dict], unit: str, path: Path) -> None:
     ax.scatter([r["cost"] for r in rows], [100 * r["accuracy"] for r in rows], s=6, c="0.7",
                label="evaluated subnets")
     front = [rows[i] for i in pareto_front([(r["cost"], r["accuracy"]) for r in rows])]
-    # a staircase out to the dearest subnet: visible even when the front is one subnet
-    xs = [r["cost"] for r in front] + [max(r["cost"] for r in rows)]
-    ys = [100 * r["accuracy"] for r in front]
-    ax.step(xs, ys + ys[-1:], where="post", c="C0", lw=1.5, label="Pareto front")
-    ax.plot(xs[:-1], ys, "o", c="C0", ms=5)
+    if front:  # a staircase out to the dearest subnet: visible even for a one-subnet front
+        xs = [r["cost"] for r in front] + [max(r["cost"] for r in rows)]
+        ys = [100 * r["accuracy"] for r in front]
+        ax.step(xs, ys + ys[-1:], where="post", c="C0", lw=1.5, label="Pareto front")
+        ax.plot(xs[:-1], ys, "o", c="C0", ms=5)
     ax.scatter([b["cost"] for b in bests], [100 * b["accuracy"] for b in bests], marker="*",
                s=140, c="C3", zorder=5, label="best per budget")
     ax.set(xlabel=f"predicted latency ({unit})" if unit == "ms" else "MFLOPs",
