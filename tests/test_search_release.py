@@ -305,7 +305,7 @@ def test_cli_predictor_fitness_json_and_resume(tmp_path, supernet, capsys):
     out = json.loads(io.out)  # stdout is only the JSON
     best = out["results"][0]
     assert best["fitness"] == "predictor" and best["measured_top_k"] == 3
-    assert out["real_evaluations"] == 12 + 3 - 0 or out["real_evaluations"] <= 15
+    assert 12 <= out["real_evaluations"] <= 15  # 12 measured to fit, top-3 (some may be cached)
     assert "accuracy predictor: measuring 12 subnets" in io.err
     assert (tmp_path / "a" / "accuracy_predictor.json").is_file()
     AccuracyPredictor.load(tmp_path / "a" / "accuracy_predictor.json")
