@@ -72,7 +72,8 @@ def main() -> None:
             tfl = TFLiteRunner(d / f"{name}.tflite")
             with torch.no_grad():
                 ref = net(xi, arch).numpy()
-            got = np.concatenate([tfl(xi[i:i + 1].numpy()) for i in range(len(xi))])
+            xh = xi.permute(0, 2, 3, 1).numpy()  # the .tflite input is NHWC
+            got = np.concatenate([tfl(xh[i:i + 1]) for i in range(len(xi))])
             ops = res.meta["graph"]["ops"]
             ex_rows.append(f"| {name} | {r} | {flops(arch):.1f} | {np.abs(got - ref).max():.2e} "
                            f"| {res.meta['graph']['fully_xnnpack']} | {sum(ops.values())} | "

@@ -65,10 +65,12 @@ class TFLiteRunner(_Runner):
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x)
-        if self.inp["dtype"] != np.float32:  # quantized input
+        dt = self.inp["dtype"]
+        if dt != np.float32 and x.dtype != dt:  # integer input fed floats
             scale, zero = self.inp["quantization"]
-            x = np.clip(np.round(x / scale + zero), np.iinfo(self.inp["dtype"]).min,
-                        np.iinfo(self.inp["dtype"]).max).astype(self.inp["dtype"])
+            if scale > 0:  # a quantized input: real values in, quantized here
+                x = x / scale + zero
+            x = np.clip(np.round(x), np.iinfo(dt).min, np.iinfo(dt).max).astype(dt)
         self.interp.set_tensor(self.inp["index"], x)
         self.interp.invoke()
         y = self.interp.get_tensor(self.out["index"])
@@ -88,9 +90,10 @@ class OnnxRunner(_Runner):
         self.sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
         self.name = self.sess.get_inputs()[0].name
         self.input_shape = tuple(self.sess.get_inputs()[0].shape)
+        self.dtype = np.uint8 if self.sess.get_inputs()[0].type == "tensor(uint8)" else np.float32
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        return self.sess.run(None, {self.name: np.asarray(x, dtype=np.float32)})[0]
+        return self.sess.run(None, {self.name: np.asarray(x, dtype=self.dtype)})[0]
 
 
 def runner_for(path: str | Path, threads: int = 1):

@@ -2,13 +2,14 @@
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from conftest import randomize_norms
 
 from converters import ConversionError, check_parity, convert_tflite, graph_report
 from toolkit.cli.export import main as export_main
-from toolkit.export import export_subnet, optimize_for_export
+from toolkit.export import export_subnet, optimize_for_export, sha256_file
 from toolkit.space import SPACE
 from toolkit.supernet import StaticViT
 from toolkit.zoo import get_arch
@@ -51,6 +52,10 @@ def exported(tmp_path_factory):
     res[("s2", "tflite", "fp32")] = export_subnet(_net(s2), out / "s2.tflite")
     res[("l1", "tflite", "fp16")] = export_subnet(_net(big), out / "l1_fp16.tflite",
                                                   precision="fp16")
+    for fmt in ("tflite", "onnx"):  # what an Android app feeds: NHWC camera bytes
+        res[("min", fmt, "uint8-input")] = export_subnet(
+            _net(SPACE.min()), out / f"min_u8.{fmt}", fmt, input_layout="nhwc",
+            input_type="uint8", labels=[f"class {i}" for i in range(10)])
     return res
 
 
@@ -58,6 +63,8 @@ def test_every_format_and_precision_runs_with_parity(exported):
     for (name, fmt, prec), r in exported.items():
         par = r.meta["parity"]
         assert r.artifact.is_file() and r.sidecar.is_file(), (name, fmt, prec)
+        if prec == "uint8-input":
+            prec = "fp32"
         if prec in BOUNDS:
             assert par["max_abs_error"] <= BOUNDS[prec], (name, fmt, prec, par)
             assert par["top1_agreement"] == 1.0
@@ -69,14 +76,18 @@ def test_every_format_and_precision_runs_with_parity(exported):
 
 
 def test_graph_is_builtin_and_fully_xnnpack(exported):
-    for key in (("min", "tflite", "fp32"), ("l1", "tflite", "fp32"), ("s2", "tflite", "fp32")):
+    for key in (("min", "tflite", "fp32"), ("l1", "tflite", "fp32"), ("s2", "tflite", "fp32"),
+                ("min", "tflite", "uint8-input")):
         g = exported[key].meta["graph"]
         assert g["custom_ops"] == [] and g["flex_ops"] == []
         assert g["fully_xnnpack"] is True
         assert "GATHER" not in g["ops"] and "GATHER_ND" not in g["ops"]  # bias precomputed
         assert g["ops"]["SOFTMAX"] >= 4 and g["ops"]["HARD_SWISH"] > 0
     rep = graph_report(exported[("min", "tflite", "fp32")].artifact)
-    assert rep.input_shape == [1, 3, 128, 128] and "CONV_2D" in rep.summary()
+    assert rep.input_shape == [1, 128, 128, 3] and "CONV_2D" in rep.summary()  # NHWC default
+    assert rep.input_dtype == "float32"
+    u8 = graph_report(exported[("min", "tflite", "uint8-input")].artifact)
+    assert u8.input_dtype == "uint8" and "CAST" not in u8.ops  # DEQUANTIZE stays on XNNPACK
 
 
 def test_sidecar_describes_the_artifact(exported):
@@ -84,10 +95,11 @@ def test_sidecar_describes_the_artifact(exported):
     meta = json.loads(r.sidecar.read_text())
     assert meta["arch"] == get_arch("elasticvit_l1").to_dict()
     assert meta["mflops"] == pytest.approx(517.1 - 1.984 * 0.99, abs=0.01)  # 10 classes
-    assert meta["input"]["shape"] == [1, 3, 256, 256]
+    assert meta["input"]["shape"] == [1, 256, 256, 3] and meta["input"]["layout"] == "NHWC"
     assert meta["tools"]["torch"].startswith("2.13") and "litert-torch" in meta["tools"]
     assert 0.95 < meta["size_over_fp32_weights"] < 1.2
-    assert len(meta["sha256"]) == 64
+    assert meta["sha256"] == sha256_file(r.artifact)  # the file as written, metadata inside
+    assert meta["size_bytes"] == r.artifact.stat().st_size
 
 
 def test_unconvertible_model_names_the_op(tmp_path):
@@ -130,7 +142,91 @@ def test_cli_from_a_supernet_checkpoint_and_bad_input(tmp_path, capsys):
 
 
 def test_parity_detects_a_wrong_artifact(exported):
-    other = _net(SPACE.min(), seed=7)  # different weights than the artifact
+    from converters.app_input import AppInput
+
+    other = AppInput(_net(SPACE.min(), seed=7), "nhwc")  # other weights than the artifact's
     par = check_parity(other, exported[("min", "tflite", "fp32")].artifact,
-                       torch.randn(4, 3, 128, 128))
+                       torch.randn(4, 128, 128, 3))
     assert par.max_abs_error > 1e-3
+
+
+def _photo_crops(r: int) -> np.ndarray:
+    """Real photographs (scikit-learn's bundled china.jpg and flower.jpg), cropped and resized
+    to r x r as an app would: NHWC uint8."""
+    from PIL import Image
+    from sklearn.datasets import load_sample_images
+
+    crops = []
+    for img in load_sample_images().images:
+        h, w, _ = img.shape
+        for y0, x0, s in ((0, 0, h), (h // 4, w // 3, h // 2), (0, w - h, h)):
+            tile = Image.fromarray(img[y0:y0 + s, x0:x0 + s]).resize((r, r), Image.BICUBIC)
+            crops.append(np.asarray(tile, dtype=np.uint8))
+    return np.stack(crops)
+
+
+@pytest.mark.parametrize("fmt", ["tflite", "onnx"])
+def test_a_photo_as_nhwc_uint8_gets_pytorchs_top1(exported, fmt):
+    from converters.runtime import runner_for
+
+    r = exported[("min", fmt, "uint8-input")]
+    assert r.meta["input"]["shape"] == [1, 128, 128, 3] and r.meta["input"]["dtype"] == "uint8"
+    photos = _photo_crops(128)
+    run = runner_for(r.artifact)
+    net = _net(SPACE.min())  # the same weights the fixture exported
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    x = (torch.from_numpy(photos).permute(0, 3, 1, 2).float() / 255 - mean) / std  # by hand
+    with torch.no_grad():
+        ref = net(x).numpy()
+    got = np.concatenate([run(photos[i:i + 1]) for i in range(len(photos))])
+    assert np.abs(got - ref).max() <= 1e-4
+    assert (got.argmax(1) == ref.argmax(1)).all()
+    assert len(set(ref.argmax(1))) > 1, "the crops must not all look alike to the net"
+
+
+@pytest.mark.parametrize("fmt", ["tflite", "onnx"])
+def test_metadata_is_inside_the_file_and_evit_inspect_reads_it(exported, fmt, capsys):
+    from converters.metadata import read_metadata
+    from toolkit.cli.main import main as evit_main
+
+    r = exported[("min", fmt, "uint8-input")]
+    side = json.loads(r.sidecar.read_text())
+    inside = read_metadata(r.artifact)
+    for k in ("size_bytes", "size_over_fp32_weights", "sha256", "graph"):  # the file itself
+        side.pop(k, None)
+    assert inside == side
+    assert inside["labels"][3] == "class 3" and inside["input"]["layout"] == "NHWC"
+    r.sidecar.unlink()  # the sidecar lost on the way into an app: the file still knows
+    assert evit_main(["inspect", str(r.artifact)]) == 0
+    out = capsys.readouterr().out
+    assert "[1, 128, 128, 3] NHWC uint8" in out and "in the graph" in out
+    assert "class 0, class 1" in out and f"format          {fmt} fp32" in out
+    assert evit_main(["inspect", str(r.artifact), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == inside
+
+
+def test_inspect_refuses_bad_files_clearly(exported, tmp_path, capsys):
+    from converters.metadata import METADATA_NAME
+    from converters.tflite_edit import load_model, save_model
+    from toolkit.cli.main import main as evit_main
+
+    plain = tmp_path / "plain.tflite"  # converted without evit-export: no metadata
+    convert_tflite(torch.nn.Linear(4, 2).eval(), (torch.randn(1, 4),), plain)
+    assert evit_main(["inspect", str(plain)]) == 1
+    assert "holds no evit metadata" in capsys.readouterr().err
+    junk = tmp_path / "junk.tflite"
+    junk.write_bytes(b"not a flatbuffer at all")
+    assert evit_main(["inspect", str(junk)]) == 2
+    assert "not a .tflite file" in capsys.readouterr().err
+    # a tampered entry: not JSON
+    model, size = load_model(exported[("min", "tflite", "fp32")].artifact)
+    entry = next(m for m in model.metadata if m.name in (METADATA_NAME, METADATA_NAME.encode()))
+    model.buffers[entry.buffer].data = np.frombuffer(b"\xff\x00{", dtype=np.uint8)
+    bad = tmp_path / "bad.tflite"
+    save_model(model, bad, size)
+    assert evit_main(["inspect", str(bad)]) == 2
+    assert "is not JSON" in capsys.readouterr().err
+    for name, msg in (("x.pt", "unknown model type"), ("gone.onnx", "no file at")):
+        assert evit_main(["inspect", str(tmp_path / name)]) == 2
+        assert msg in capsys.readouterr().err

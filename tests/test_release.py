@@ -364,7 +364,8 @@ def test_imported_subnet_exports_with_parity_against_the_supernet(oracle, tmp_pa
     tfl = TFLiteRunner(tmp_path / "t2.tflite")
     with torch.no_grad():
         ref = net(x, arch).numpy()
-    got = np.concatenate([tfl(x[i:i + 1].numpy()) for i in range(len(x))])
+    xh = x.permute(0, 2, 3, 1).numpy()  # .tflite takes NHWC, as apps hand images over
+    got = np.concatenate([tfl(xh[i:i + 1]) for i in range(len(x))])
     assert np.abs(got - ref).max() <= 1e-4
     onnx = export_subnet(net.extract(arch).eval(), tmp_path / "t2.onnx", "onnx", "fp32", x)
     assert onnx.meta["layout"] == "release" and onnx.meta["parity"]["max_abs_error"] <= 1e-4

@@ -17,6 +17,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -88,45 +89,72 @@ def export_subnet(net: StaticViT, out: str | Path, fmt: str = "tflite",
                   precision: str = "fp32", parity_inputs: torch.Tensor | None = None,
                   calibration: list[torch.Tensor] | None = None,
                   normalization: dict[str, Any] | None = None,
-                  source: dict[str, Any] | None = None) -> ExportResult:
+                  source: dict[str, Any] | None = None, input_layout: str | None = None,
+                  input_type: str = "float32", labels: list[str] | None = None
+                  ) -> ExportResult:
     """Optimize, convert, parity-check and describe one static subnet.
 
-    Writes ``out`` and ``out`` + ``.json`` (the sidecar); both atomically.
+    ``input_layout``: "nhwc" (the default for .tflite: what Android camera pipelines hand
+    over) or "nchw" (the default for .onnx). ``input_type``: "float32" (normalized input) or
+    "uint8" (RGB bytes; the normalization runs in the graph). ``parity_inputs`` and
+    ``calibration`` are normalized NCHW float32 and are mapped to the file's input the way an
+    app's images would be. Writes ``out`` (with the metadata embedded) and ``out`` + ``.json``
+    (the sidecar: the same metadata plus the file's size and hash); both atomically.
     """
     from converters import check_parity, convert_onnx, convert_tflite, graph_report
+    from converters.app_input import AppInput
+    from converters.metadata import embed_metadata
+    from converters.runtime import runner_for
+    from converters.tflite_edit import uint8_input_via_dequantize
 
+    if fmt not in ("tflite", "onnx"):
+        raise ValueError(f"format = {fmt!r} is not allowed; choose tflite or onnx")
+    norm = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "scale": "pixel/255",
+            **(normalization or {})}
+    layout_in = input_layout or ("nhwc" if fmt == "tflite" else "nchw")
     arch: ArchConfig = net.arch
     r = arch.resolution
+    app = AppInput(optimize_for_export(net), layout_in, input_type, norm["mean"], norm["std"])
+    ref = AppInput(net.eval(), layout_in, input_type, norm["mean"], norm["std"]).eval()
+    if labels is not None and len(labels) != net.num_classes:
+        raise ValueError(f"labels: {len(labels)} given, the subnet has {net.num_classes} "
+                         "classes")
     out = Path(out)
     sweep_temps(out.parent, {out.name, out.name + ".json"})  # what a killed export left
-    opt = optimize_for_export(net)
-    example = (torch.zeros(1, 3, r, r),)
-    calib = None if calibration is None else [(c[:1],) for c in calibration]
+    example = (app.example(r),)
+    calib = None if calibration is None else [(app.to_app(c[:1]),) for c in calibration]
     if fmt == "tflite":
-        convert_tflite(opt, example, out, precision, calib)
-    elif fmt == "onnx":
-        convert_onnx(opt, example, out, precision, calib)
+        convert_tflite(app, example, out, precision, calib)
+        if input_type == "uint8":
+            uint8_input_via_dequantize(out)  # CAST would fall off XNNPACK
     else:
-        raise ValueError(f"format = {fmt!r} is not allowed; choose tflite or onnx")
+        convert_onnx(app, example, out, precision, calib)
     if parity_inputs is None:
         parity_inputs = torch.randn(8, 3, r, r, generator=torch.Generator().manual_seed(0))
-    parity = check_parity(net.eval(), out, parity_inputs)
+    app_inputs = app.to_app(parity_inputs)
+    parity = check_parity(ref, out, app_inputs)
     layout = getattr(net, "layout", "evit")
     n_params = sum(p.numel() for p in net.parameters())  # = params(arch) but for a stored
     fp32_weight_bytes = 4 * n_params                      # index that an EMA changed
+    shape = [1, r, r, 3] if layout_in == "nhwc" else [1, 3, r, r]
     meta: dict[str, Any] = {
         "format": fmt, "precision": precision, "arch": arch.to_dict(),
         "mflops": round(flops(arch, net.num_classes), 3),
         "params": n_params, "num_classes": net.num_classes,
         "layout": layout,
-        "input": {"shape": [1, 3, r, r], "layout": "NCHW", "dtype": "float32",
-                  **(normalization or {})},
+        "input": {"shape": shape, **app.describe(), **norm},
         "output": {"shape": [1, net.num_classes], "meaning": "logits"},
+        "labels": labels,
         "parity": parity.to_dict(),
-        "size_bytes": out.stat().st_size,
-        "size_over_fp32_weights": round(out.stat().st_size / fp32_weight_bytes, 4),
-        "sha256": sha256_file(out), "tools": tool_versions(), "source": source or {},
+        "tools": tool_versions(), "source": source or {},
     }
+    first = runner_for(out)(app_inputs[:1].numpy())
+    embed_metadata(out, meta)  # inside the file: survives the trip into an app
+    if not np.array_equal(first, runner_for(out)(app_inputs[:1].numpy())):
+        raise RuntimeError(f"{out}: embedding the metadata changed the model's output")
+    meta["size_bytes"] = out.stat().st_size
+    meta["size_over_fp32_weights"] = round(out.stat().st_size / fp32_weight_bytes, 4)
+    meta["sha256"] = sha256_file(out)
     if fmt == "tflite":
         rep = graph_report(out)
         meta["graph"] = {"ops": rep.ops, "custom_ops": rep.custom_ops, "flex_ops": rep.flex_ops,

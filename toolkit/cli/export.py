@@ -5,9 +5,12 @@
     evit-export --model elasticvit_t0 --supernet ckpt.pt --precision int8 --out t0.tflite
 
 With --supernet, the subnet's weights are sliced from the checkpoint (EMA weights) and its BN
-statistics recalibrated on the checkpoint's training data (or --data). Writes the artifact and
-ARTIFACT.json (arch, MFLOPs, params, precision, input shape and normalization, parity,
-graph report, tool versions, checkpoint hash). Default output: exports/<name>_<precision>.<fmt>.
+statistics recalibrated on the checkpoint's training data (or --data). The input is NHWC float32
+for .tflite (--input-layout nchw for the old layout; --input-type uint8 takes RGB bytes, the
+normalization in the graph). Writes the artifact, with its metadata embedded (`evit inspect
+FILE` prints it), and ARTIFACT.json (arch, MFLOPs, params, precision, input shape and
+normalization, labels, parity, graph report, tool versions, checkpoint hash, file size and
+hash). Default output: exports/<name>_<precision>.<fmt>.
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ def run(args: argparse.Namespace) -> dict:
     out = output_path(args.out, f"{name}_{args.precision}.{args.format}", args.format)
     r = arch.resolution
     source: dict = {"model": args.model, "arch_file": args.arch}
-    calib = parity = None
+    calib = parity = labels = None
     norm = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "scale": "pixel/255"}
     if args.supernet:
         ck = load_checkpoint(args.supernet)
@@ -76,6 +79,9 @@ def run(args: argparse.Namespace) -> dict:
         parity = resize(vals)
         calib = [resize(b) for b in batches[:4]]
         norm = _norm_info(data.name, image_size, r)
+        classes = getattr(data.train, "classes", None)
+        labels = ([str(c) for c in classes] if classes is not None
+                  else [str(i) for i in range(10)] if data.name == "digits" else None)
         source.update({"supernet": str(args.supernet), "supernet_sha256":
                        sha256_file(args.supernet), "data": data_dir,
                        "bn_recalibration_images": len(idx),
@@ -90,7 +96,9 @@ def run(args: argparse.Namespace) -> dict:
     if args.parity_samples and parity is None:
         parity = torch.randn(args.parity_samples, 3, r, r,
                              generator=torch.Generator().manual_seed(1))
-    res = export_subnet(net, out, args.format, args.precision, parity, calib, norm, source)
+    res = export_subnet(net, out, args.format, args.precision, parity, calib, norm, source,
+                        input_layout=args.input_layout, input_type=args.input_type,
+                        labels=labels)
     return res.meta | {"artifact": str(res.artifact), "sidecar": str(res.sidecar)}
 
 
@@ -131,6 +139,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=("fp32", "fp16", "int8-dynamic", "int8"),
                    default="fp32", help="fp32 | fp16 | int8-dynamic | int8 (full integer, "
                    "calibrated) (default: fp32)")
+    p.add_argument("--input-layout", choices=("nhwc", "nchw"), default=None,
+                   help="the file's input layout (default: nhwc for tflite, as Android "
+                   "camera pipelines hand images over; nchw for onnx)")
+    p.add_argument("--input-type", choices=("float32", "uint8"), default="float32",
+                   help="float32: normalized input; uint8: RGB bytes 0-255, the "
+                   "normalization folded into the graph (default: float32)")
     p.add_argument("--out", help="artifact path, or a folder for the default file name "
                    "(default: exports/<name>_<precision>.<format>)")
     p.add_argument("--num-classes", type=int, default=1000,

@@ -8,6 +8,7 @@
     evit import-release CKPT --out supernet.pt   the authors' released supernet as an evit one
     evit arch NAME_OR_ARCH.json --to-release     a subnet as the release's 10-field list
     evit arch --from-release LIST_OR_YAML [--name elastic_M] [--out arch.json]
+    evit inspect MODEL.tflite|MODEL.onnx [--json]   the metadata evit-export embedded in it
 """
 
 from __future__ import annotations
@@ -231,6 +232,46 @@ def cmd_arch(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from converters.metadata import read_metadata
+
+    meta = read_metadata(args.file)
+    if meta is None:
+        print(f"evit inspect: {args.file} holds no evit metadata (not written by evit-export, "
+              "or by an evit older than the embedded metadata; its sidecar "
+              f"{args.file}.json may have it)", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(meta, indent=1))
+        return 0
+    inp, par = meta.get("input", {}), meta.get("parity", {})
+    arch = meta.get("arch")
+    src = meta.get("source", {})
+    rows = [
+        ("format", f"{meta.get('format')} {meta.get('precision')}"),
+        ("arch", json.dumps(arch) if arch is not None else "-"),
+        ("MFLOPs / params", f"{meta.get('mflops')} / {meta.get('params')}"),
+        ("input", f"{inp.get('shape')} {inp.get('layout')} {inp.get('dtype')}"
+                  + (f", {inp['normalization_in_graph']} in the graph"
+                     if inp.get("normalization_in_graph") else "")),
+        ("normalization", f"mean {inp.get('mean')} std {inp.get('std')} "
+                          f"({inp.get('scale', '-')})"),
+        ("output", f"{meta.get('output', {}).get('shape')} "
+                   f"{meta.get('output', {}).get('meaning', '')}"),
+        ("labels", ", ".join(map(str, meta["labels"][:10])) + (" ..." if len(meta["labels"]) > 10
+                                                               else "")
+         if meta.get("labels") else "-"),
+        ("parity", f"max |error| {par.get('max_abs_error')}, top-1 agreement "
+                   f"{par.get('top1_agreement')} on {par.get('samples')} inputs "
+                   f"({par.get('runtime')})" if par else "-"),
+        ("source", ", ".join(f"{k} {v}" for k, v in src.items() if v is not None) or "-"),
+        ("tools", ", ".join(f"{k} {v}" for k, v in meta.get("tools", {}).items())),
+    ]
+    for k, v in rows:
+        print(f"{k:<16}{v}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.ArgumentDefaultsHelpFormatter
     p = argparse.ArgumentParser(prog="evit", description="ElasticViT search space and model zoo.",
@@ -293,6 +334,11 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--name", help="with a YAML: the model to take (e.g. elastic_M)")
     a.add_argument("--out", help="write the converted subnet to this arch JSON file")
     a.set_defaults(func=cmd_arch)
+    n = sub.add_parser("inspect", formatter_class=fmt,
+                       help="print the metadata evit-export embedded in a .tflite / .onnx")
+    n.add_argument("file", help="a .tflite or .onnx file")
+    n.add_argument("--json", action="store_true", help="the metadata as JSON")
+    n.set_defaults(func=cmd_inspect)
     return p
 
 
@@ -300,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ArchError, KeyError, CheckpointError, ValueError) as e:
+    except (ArchError, KeyError, CheckpointError, ValueError, OSError) as e:
         print(f"evit {args.command}: error: {e.args[0] if e.args else e}", file=sys.stderr)
         return 2
 
