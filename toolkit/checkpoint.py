@@ -148,3 +148,17 @@ def checkpoint_banks(ckpt: dict[str, Any]) -> list[dict[str, Any]]:
         out.append({"level": b.get("level"), "archs": [a for _, a in pairs],
                     "scores": [s for s, _ in pairs]})
     return out
+
+
+def trained_rules(ckpt: dict[str, Any], net) -> str:
+    """The sub-space rules (``SearchSpace(rules=...)``) of the subnets a checkpoint's weights
+    were trained on: a release-layout supernet knows only the release sampler's subnets, and
+    an evit one trained with sub-spaces (``--subspace hss`` or ``release``, the default) drew
+    every subnet under the release's channel rules (the conv stem as wide as the first conv,
+    no stage narrower than the one before); subnets outside them use weights (such as the
+    stem's shortcut conv) that never trained. "none" for a supernet trained without."""
+    if net.subnet_rules != "none":
+        return net.subnet_rules
+    config = ckpt.get("config")
+    sub = config.get("subspace") if isinstance(config, dict) else None
+    return "release" if sub in ("hss", "release") else "none"

@@ -142,6 +142,7 @@ def run(args) -> dict:
         checkpoint_banks,
         load_checkpoint,
         supernet_from_checkpoint,
+        trained_rules,
     )
     from toolkit.flops import flops
     from toolkit.search.accuracy import AccuracyEvaluator
@@ -211,13 +212,17 @@ def run(args) -> dict:
     except CheckpointError as e:
         raise SearchError(str(e)) from e
     seeds = [] if args.no_bank_seeds else [a for b in checkpoint_banks(ckpt) for a in b["archs"]]
+    # a supernet was trained on the subnets its sampler draws (the release's, or evit's
+    # sub-spaces under the same channel rules): search keeps to them unless --any-subnet
+    rules = trained_rules(ckpt, net)
     del ckpt
-    # a release-layout supernet (e.g. the authors' weights) was trained on the subnets its
-    # sampler draws: search keeps to them unless --any-subnet
-    space = SearchSpace(cfg.seed, rules="none" if args.any_subnet else net.subnet_rules)
+    space = SearchSpace(cfg.seed, rules="none" if args.any_subnet else rules)
     if space.rules != "none":
-        print("search keeps to the subnets the release's sampler could have trained "
-              "(--any-subnet lifts this)", file=sys.stderr)
+        who = ("the release's sampler" if net.layout == "release" else
+               f"its training sub-spaces ({ckpt_cfg.get('subspace')})")
+        print(f"search keeps to the subnets {who} could have trained: conv stem as wide as "
+              "the first conv, no stage narrower than the one before (--any-subnet lifts "
+              "this)", file=sys.stderr)
     elif net.layout == "release":
         print("warning: --any-subnet: subnets whose conv stem is not as wide as the first conv "
               "use a shortcut conv the release never trained (its initial random weights)",
