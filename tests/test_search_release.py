@@ -346,3 +346,31 @@ def test_single_budget_front_plot_draws_a_line(tmp_path):
     finally:
         plt.Figure.savefig = real_savefig
     assert drawn and drawn[0] >= 2  # one front subnet still gets a visible line
+
+
+def test_search_keeps_to_the_subnets_the_supernet_trained(tmp_path, supernet, capsys):
+    from toolkit.checkpoint import save_supernet, trained_rules
+    from toolkit.cli import search as search_cli
+
+    assert trained_rules({"config": {"subspace": "hss"}}, supernet) == "release"
+    assert trained_rules({"config": {"subspace": "release"}}, supernet) == "release"
+    assert trained_rules({"config": {"subspace": "off"}}, supernet) == "none"
+    assert trained_rules({"config": None}, supernet) == "none"  # an older checkpoint
+    ckpt = tmp_path / "supernet.pt"
+    save_supernet(supernet, ckpt, config={"data": None, "subspace": "hss"})
+    argv = ["--latency-ms", "11", "--device", "pixel4", "--supernet", str(ckpt),
+            "--population", "6", "--generations", "1", "--parents", "3", "--mutations", "3",
+            "--crossovers", "3", "--calib-images", "8", "--search-images", "16", "--json",
+            "--no-progress"]
+    torch.set_num_threads(2)
+    assert search_cli.main(argv + ["--out", str(tmp_path / "a")]) == 0
+    io = capsys.readouterr()
+    assert "its training sub-spaces (hss)" in io.err and "--any-subnet lifts this" in io.err
+    state = json.loads((tmp_path / "a" / "state_latency_11.json").read_text())
+    archs = [ArchConfig.from_json(k) for k in state["scores"]]
+    assert SearchSpace(rules="release").allowed_encoded(SPACE.encode_many(archs)).all()
+    assert json.loads(io.out)["results"][0]["rules"] == "release"
+    assert search_cli.main(argv + ["--out", str(tmp_path / "b"), "--any-subnet"]) == 0
+    io = capsys.readouterr()
+    assert "training sub-spaces" not in io.err
+    assert json.loads(io.out)["results"][0]["rules"] == "none"
