@@ -75,3 +75,29 @@ def _evit_cache(tmp_path_factory):
         os.environ.pop("EVIT_CACHE", None)
     else:
         os.environ["EVIT_CACHE"] = old
+
+
+# search tests: a small evolution config and a deterministic stand-in for top-1
+def _small_search():
+    from toolkit.search.evolution import SearchConfig
+
+    return SearchConfig(population=24, generations=4, parents=12, mutations=6, crossovers=6,
+                        seed=3)
+
+
+SMALL = _small_search()
+
+
+def proxy_fitness(archs):
+    """A deterministic stand-in for top-1 (the real one is tested through the CLI)."""
+    from toolkit.flops import flops
+
+    return [flops(a) / 4000 + (a.stages[4].width % 48) / 1000 for a in archs]
+
+
+@pytest.fixture(scope="module")
+def pixel4():
+    from toolkit.latency import load_predictor
+    from toolkit.search.evolution import Cost
+
+    return Cost("latency", load_predictor("pixel4"))

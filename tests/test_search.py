@@ -5,22 +5,10 @@ import json
 
 import pytest
 import torch
+from conftest import SMALL, proxy_fitness
 
 from toolkit.flops import flops
-from toolkit.latency import load_predictor
 from toolkit.search.evolution import Cost, SearchConfig, SearchError, pareto_front, search
-
-SMALL = SearchConfig(population=24, generations=4, parents=12, mutations=6, crossovers=6, seed=3)
-
-
-def proxy_fitness(archs):
-    """A deterministic stand-in for top-1 (the real one is tested through the CLI)."""
-    return [flops(a) / 4000 + (a.stages[4].width % 48) / 1000 for a in archs]
-
-
-@pytest.fixture(scope="module")
-def pixel4():
-    return Cost("latency", load_predictor("pixel4"))
 
 
 def test_constraint_always_holds_and_budget_is_used(pixel4, tmp_path):

@@ -5,11 +5,10 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import SMALL, proxy_fitness
 
 from toolkit.flops import flops
-from toolkit.latency import load_predictor
 from toolkit.search.evolution import (
-    Cost,
     SearchConfig,
     SearchError,
     random_search,
@@ -23,18 +22,6 @@ from toolkit.search.predictor import (
     kendall_tau,
 )
 from toolkit.space import COLUMNS, SPACE, ArchConfig, SearchSpace
-
-SMALL = SearchConfig(population=24, generations=4, parents=12, mutations=6, crossovers=6, seed=3)
-
-
-def proxy_fitness(archs):
-    return [flops(a) / 4000 + (a.stages[4].width % 48) / 1000 for a in archs]
-
-
-@pytest.fixture(scope="module")
-def pixel4():
-    return Cost("latency", load_predictor("pixel4"))
-
 
 # --------------------------------------------------------------------------- operators
 
