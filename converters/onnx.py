@@ -69,10 +69,12 @@ def convert_onnx(model: torch.nn.Module, example: Sequence[torch.Tensor], out: s
 
 
 class _Reader:
-    """onnxruntime CalibrationDataReader over batches of torch tensors."""
+    """onnxruntime CalibrationDataReader over batches of torch tensors, one image per read
+    (the graph's batch is 1)."""
 
     def __init__(self, batches: Iterable[Sequence[torch.Tensor]]):
-        self.it = iter([{"input": tuple(b)[0].numpy()} for b in batches])
+        self.it = iter([{"input": x[i:i + 1].numpy()} for b in batches
+                        for x in (tuple(b)[0],) for i in range(len(x))])
 
     def get_next(self):
         return next(self.it, None)

@@ -33,17 +33,20 @@ class GraphReport:
 
 
 def _op_names(buf: bytes) -> tuple[Counter, list[str], int]:
-    import tflite
+    # LiteRT's own schema: the `tflite` package (2.18) reads op codes past 127 that
+    # ai-edge-quantizer writes (builtin_code only) as 0 = ADD
+    from ai_edge_litert import schema_py_generated as fb
 
-    m = tflite.Model.GetRootAsModel(buf, 0)
+    names = {v: k for k, v in vars(fb.BuiltinOperator).items() if not k.startswith("_")}
+    m = fb.Model.GetRootAsModel(buf, 0)
     codes = []
     for i in range(m.OperatorCodesLength()):
         oc = m.OperatorCodes(i)
         code = max(oc.BuiltinCode(), oc.DeprecatedBuiltinCode())
-        if code == tflite.BuiltinOperator.CUSTOM:
+        if code == fb.BuiltinOperator.CUSTOM:
             codes.append("CUSTOM:" + (oc.CustomCode() or b"?").decode())
         else:
-            codes.append(tflite.opcode2name(code))
+            codes.append(names.get(code, f"BUILTIN_{code}"))
     hist: Counter = Counter()
     for s in range(m.SubgraphsLength()):
         sg = m.Subgraphs(s)

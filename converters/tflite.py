@@ -1,9 +1,11 @@
 """PyTorch → .tflite with litert-torch (no TensorFlow), in four precisions.
 
-* ``fp32``: plain conversion.
-* ``fp16``: float16 weights (ai-edge-quantizer recipe), computed in fp32 at run time.
+The model is converted once, to fp32; the other precisions quantize that file
+(:mod:`converters.quantize`, ai-edge-quantizer) instead of converting again:
+
+* ``fp16``: float16 weights, computed in fp32 on CPUs (the GPU delegate runs fp16).
 * ``int8-dynamic``: int8 weights, activations quantized on the fly (dynamic range).
-* ``int8``: full integer (static) quantization through PT2E with a calibration set.
+* ``int8``: full integer (static) quantization, ranges fitted on calibration images.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import torch
+
+from converters.quantize import quantize_tflite
 
 __all__ = ["PRECISIONS", "ConversionError", "convert_tflite", "locate_failure"]
 
@@ -85,7 +89,7 @@ def convert_tflite(model: torch.nn.Module, example: Sequence[torch.Tensor], out:
         with warnings.catch_warnings():
             # torch.export's own deprecation note, raised several times per traced module
             warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
-            edge = _convert(litert_torch, model, example, precision, calibration)
+            edge = litert_torch.convert(model, example)
     except Exception as e:  # noqa: BLE001
         where = locate_failure(model, example)
         detail = where or f"{type(e).__name__}: {str(e).strip().splitlines()[0][:300]}"
@@ -97,37 +101,12 @@ def convert_tflite(model: torch.nn.Module, example: Sequence[torch.Tensor], out:
     os.close(fd)
     try:
         edge.export(tmp)
-        return _atomic_write(Path(tmp), out)
+        if precision == "fp32":
+            return _atomic_write(Path(tmp), out)
+        images = None if calibration is None else [
+            x[i:i + 1].detach().numpy() for b in calibration for x in (tuple(b)[0],)
+            for i in range(len(x))]
+        return quantize_tflite(tmp, out, precision, images)
     finally:
         Path(tmp).unlink(missing_ok=True)
 
-
-def _convert(litert_torch, model, example, precision, calibration):
-    if precision == "fp32":
-        return litert_torch.convert(model, example)
-    if precision in ("fp16", "int8-dynamic"):
-        from litert_torch.generative.quantize import quant_recipes
-
-        recipe = (quant_recipes.full_fp16_recipe() if precision == "fp16"
-                  else quant_recipes.full_dynamic_recipe())
-        return litert_torch.convert(model, example, quant_config=recipe)
-    return _convert_int8_static(model, example, calibration)
-
-
-def _convert_int8_static(model, example, calibration):
-    import litert_torch
-    from litert_torch.quantize.pt2e_quantizer import (
-        PT2EQuantizer,
-        get_symmetric_quantization_config,
-    )
-    from litert_torch.quantize.quant_config import QuantConfig
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
-
-    q = PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True,
-                                                                     is_dynamic=False))
-    pm = prepare_pt2e(torch.export.export(model, example).module(), q)
-    with torch.no_grad():
-        for batch in calibration:
-            pm(*tuple(batch))
-    pm = convert_pt2e(pm, fold_quantize=False)
-    return litert_torch.convert(pm, example, quant_config=QuantConfig(pt2e_quantizer=q))

@@ -230,3 +230,50 @@ def test_inspect_refuses_bad_files_clearly(exported, tmp_path, capsys):
     for name, msg in (("x.pt", "unknown model type"), ("gone.onnx", "no file at")):
         assert evit_main(["inspect", str(tmp_path / name)]) == 2
         assert msg in capsys.readouterr().err
+
+
+def _tensor_types(path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_path=str(path))
+    td = {t["index"]: t for t in it.get_tensor_details()}
+    return it, {(o["op_name"], td[int(o["inputs"][1])]["dtype"].__name__)
+                for o in it._get_ops_details() if o["op_name"] in ("CONV_2D", "FULLY_CONNECTED")
+                and len(o["inputs"]) > 1}
+
+
+@pytest.mark.parametrize("prec", ["int8", "int8-dynamic"])
+def test_int8_runs_in_int8_fully_on_xnnpack_with_float_io(exported, prec):
+    r = exported[("min", "tflite", prec)]
+    assert r.meta["graph"]["fully_xnnpack"] is True, r.meta["graph"]  # no CPU islands
+    it, weights = _tensor_types(r.artifact)
+    assert ("CONV_2D", "int8") in weights and ("FULLY_CONNECTED", "int8") in weights
+    assert it.get_input_details()[0]["dtype"] == np.float32  # the app's input is unchanged
+    assert it.get_output_details()[0]["dtype"] == np.float32
+    q = r.meta["quantization"]
+    assert "int8" in q["weights"] and q["kept_float"]
+    if prec == "int8":
+        assert q["calibration_images"] == 4 and "LayerNorm" in q["kept_float"]
+        assert "QUANTIZE" in r.meta["graph"]["ops"]
+
+
+def test_quantize_refuses_bad_requests_before_work(tmp_path):
+    from converters.quantize import quantize_tflite
+
+    with pytest.raises(ValueError, match="fp16, int8-dynamic, int8"):
+        quantize_tflite(tmp_path / "none.tflite", tmp_path / "o.tflite", "int4")
+    with pytest.raises(ValueError, match="calibration"):
+        quantize_tflite(tmp_path / "none.tflite", tmp_path / "o.tflite", "int8", [])
+    assert not (tmp_path / "o.tflite").exists()
+
+
+def test_lean_graph_layout_changes_only_at_head_splits(exported):
+    """Tokens are NHWC pixels: no transposes at the conv <-> token boundaries or around the
+    V conv, one per head split/merge (q, k, v, out) per attention block; LayerNorm as its
+    normalization only (the affine folded into the next linear)."""
+    for key in (("min", "tflite", "fp32"), ("l1", "tflite", "fp32")):
+        arch = get_arch("elasticvit_l1") if key[0] == "l1" else SPACE.min()
+        blocks = sum(st.depth for st in arch.stages if getattr(st, "v_scale", None))
+        ops = exported[key].meta["graph"]["ops"]
+        assert ops["TRANSPOSE"] <= 4 * blocks + 1, (key, ops["TRANSPOSE"], blocks)
+        assert "SQUARED_DIFFERENCE" not in ops and ops["RSQRT"] == 2 * blocks

@@ -2,8 +2,9 @@
 
 ``optimize_for_export`` returns a copy of a :class:`StaticViT` with every BatchNorm folded
 into the preceding conv/linear and the relative position bias precomputed for the subnet's
-token grid (a constant, so the graph has no gather). The result computes the same function
-(eval mode) and converts to a graph XNNPACK runs end to end.
+token grid (a constant, so the graph has no gather). Each LayerNorm's affine and the attention
+scale move into the following linear. The result computes the same function (eval mode) and
+converts to a graph XNNPACK runs end to end.
 """
 
 from __future__ import annotations
@@ -23,11 +24,12 @@ from torch import nn
 
 from toolkit.fileio import atomic_write_json, sweep_temps
 from toolkit.flops import flops
-from toolkit.space import ArchConfig
-from toolkit.supernet.static import Attention, MBConv, StaticViT
+from toolkit.space import HEAD_DIM, ArchConfig
+from toolkit.supernet.layers import JointLayerNorm
+from toolkit.supernet.static import FFN, Attention, MBConv, StaticViT
 
-__all__ = ["optimize_for_export", "fold_bn", "ExportResult", "export_subnet", "tool_versions",
-           "sha256_file"]
+__all__ = ["optimize_for_export", "fold_bn", "fold_layer_norm", "NormalizeOnly", "ExportResult",
+           "export_subnet", "quantization_recipe", "tool_versions", "sha256_file"]
 
 
 @torch.no_grad()
@@ -43,6 +45,35 @@ def fold_bn(layer: nn.Module, bn: nn.modules.batchnorm._BatchNorm) -> nn.Module:
     return new
 
 
+class NormalizeOnly(nn.Module):
+    """LayerNorm's normalization without its affine (folded into the next linear), written as
+    the seven ops a converter keeps (mean, sub, mul, mean, add, rsqrt, mul) instead of the
+    twelve nn.LayerNorm lowers to. ``joint``: over tokens x channels (the release's LN)."""
+
+    def __init__(self, eps: float, joint: bool):
+        super().__init__()
+        self.eps, self.joint = eps, joint
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dims = tuple(range(1, x.ndim)) if self.joint else (-1,)
+        d = x - x.mean(dims, keepdim=True)
+        return d * torch.rsqrt((d * d).mean(dims, keepdim=True) + self.eps)
+
+
+@torch.no_grad()
+def fold_layer_norm(norm: nn.LayerNorm, linear: nn.Linear) -> tuple[nn.Module, nn.Linear]:
+    """(normalization, linear) computing ``linear(norm(x))``: the per-channel affine
+    γ·x̂ + β moves into the linear (W·diag(γ), b + W·β). Also keeps int8 ranges tight: x̂
+    carries no per-channel γ outliers."""
+    c = linear.in_features
+    gamma, beta = norm.weight[:c], norm.bias[:c]
+    new = copy.deepcopy(linear)
+    new.weight.copy_(linear.weight * gamma[None, :])
+    old_bias = linear.bias if linear.bias is not None else torch.zeros(linear.out_features)
+    new.bias = nn.Parameter(old_bias + linear.weight @ beta)
+    return NormalizeOnly(norm.eps, joint=isinstance(norm, JointLayerNorm)), new
+
+
 @torch.no_grad()
 def optimize_for_export(net: StaticViT) -> StaticViT:
     net = copy.deepcopy(net).eval()
@@ -56,9 +87,30 @@ def optimize_for_export(net: StaticViT) -> StaticViT:
                     setattr(m, bn, nn.Identity())
         elif isinstance(m, Attention):
             m.freeze_position_bias()
+            m.norm, m.qkv = fold_layer_norm(m.norm, m.qkv)
+            q_rows = m.heads * HEAD_DIM  # the attention scale, folded into q's weights/bias
+            m.qkv.weight[:q_rows] *= m.q_scale
+            m.qkv.bias[:q_rows] *= m.q_scale
+            m.q_scale = 1.0
+        elif isinstance(m, FFN):
+            m.norm, m.fc1 = fold_layer_norm(m.norm, m.fc1)
     net.head.pre0 = fold_bn(net.head.pre0, net.head.bn)
     net.head.bn = nn.Identity()
     return net
+
+
+def quantization_recipe(precision: str, calibration_images: int) -> dict[str, Any]:
+    """What a quantized .tflite's recipe kept float and why (see converters.quantize)."""
+    from converters.quantize import DYNAMIC_FLOAT_OPS, INT8_FLOAT_OPS
+
+    if precision == "fp16":
+        return {"weights": "float16", "compute": "float32 on CPU (fp16 on the GPU delegate)"}
+    if precision == "int8-dynamic":
+        return {"weights": "int8 per channel", "activations": "quantized per inference",
+                "kept_float": DYNAMIC_FLOAT_OPS}
+    return {"weights": "int8 per channel, symmetric", "activations":
+            "int8 per tensor, asymmetric, ranges fitted (least squared error) on calibration "
+            "images", "calibration_images": calibration_images, "kept_float": INT8_FLOAT_OPS}
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -122,7 +174,7 @@ def export_subnet(net: StaticViT, out: str | Path, fmt: str = "tflite",
     out = Path(out)
     sweep_temps(out.parent, {out.name, out.name + ".json"})  # what a killed export left
     example = (app.example(r),)
-    calib = None if calibration is None else [(app.to_app(c[:1]),) for c in calibration]
+    calib = None if calibration is None else [(app.to_app(c),) for c in calibration]
     if fmt == "tflite":
         convert_tflite(app, example, out, precision, calib)
         if input_type == "uint8":
@@ -148,6 +200,8 @@ def export_subnet(net: StaticViT, out: str | Path, fmt: str = "tflite",
         "parity": parity.to_dict(),
         "tools": tool_versions(), "source": source or {},
     }
+    if fmt == "tflite" and precision != "fp32":
+        meta["quantization"] = quantization_recipe(precision, sum(len(c[0]) for c in calib or []))
     first = runner_for(out)(app_inputs[:1].numpy())
     embed_metadata(out, meta)  # inside the file: survives the trip into an app
     if not np.array_equal(first, runner_for(out)(app_inputs[:1].numpy())):

@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> dict:
         vals = torch.stack([data.val[i][0] for i in range(min(args.parity_samples,
                                                                len(data.val)))])
         parity = resize(vals)
-        calib = [resize(b) for b in batches[:4]]
+        calib = [resize(b) for b in batches[:2]]  # 64 images: see converters.quantize
         norm = _norm_info(data.name, image_size, r)
         classes = getattr(data.train, "classes", None)
         labels = ([str(c) for c in classes] if classes is not None
@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> dict:
         net = StaticViT(arch, args.num_classes).eval()
         source["weights"] = "random (no --supernet given): for latency and size work only"
         if args.precision == "int8":
-            calib = [torch.randn(1, 3, r, r) for _ in range(8)]
+            calib = [torch.randn(16, 3, r, r)]
             source["calibration_data"] = "random normal (no --supernet/--data)"
     if args.parity_samples and parity is None:
         parity = torch.randn(args.parity_samples, 3, r, r,

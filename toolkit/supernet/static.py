@@ -46,20 +46,23 @@ def relative_index(grid: int) -> torch.Tensor:
 
 
 def attention_core(qkv: torch.Tensor, dw_weight: torch.Tensor, bias: torch.Tensor, heads: int,
-                   vdim: int, grid: int) -> torch.Tensor:
+                   vdim: int, grid: int, scale: float = _SCALE) -> torch.Tensor:
     """Multi-head attention on fused q|k|v tokens (B, N, ·) → Hardswish(attn·V) (B, N, heads·vdim).
 
     ``bias`` is the (heads, N, N) relative position bias; V goes through a depthwise 3x3 conv
-    over the grid before use.
+    over the grid before use. ``scale`` multiplies q (an export folds it into the weights).
+    Tokens are the grid's pixels in row-major order, so (B, N, C) is the NHWC map: V is
+    permuted straight to NCHW for the conv and back, which a converter's own NHWC layout
+    cancels; one transpose per head split/merge is all the graph keeps.
     """
     b, n, _ = qkv.shape
     q, k, v = qkv.split([HEAD_DIM * heads, HEAD_DIM * heads, vdim * heads], dim=-1)
     q = q.reshape(b, n, heads, HEAD_DIM).transpose(1, 2)
-    k = k.reshape(b, n, heads, HEAD_DIM).transpose(1, 2)
-    v = v.transpose(1, 2).reshape(b, heads * vdim, grid, grid)
-    v = F.conv2d(v, dw_weight, padding=1, groups=heads * vdim)
-    v = v.reshape(b, heads, vdim, n).transpose(-1, -2)
-    attn = (q * _SCALE) @ k.transpose(-1, -2) + bias
+    k = k.reshape(b, n, heads, HEAD_DIM).permute(0, 2, 3, 1)  # (B, heads, 16, N)
+    v = v.reshape(b, grid, grid, heads * vdim).permute(0, 3, 1, 2)
+    v = F.conv2d(v, dw_weight, padding=1, groups=heads * vdim).permute(0, 2, 3, 1)
+    v = v.reshape(b, n, heads, vdim).transpose(1, 2)
+    attn = (q * scale if scale != 1.0 else q) @ k + bias
     out = attn.softmax(dim=-1) @ v
     return F.hardswish(out.transpose(1, 2).reshape(b, n, heads * vdim))
 
@@ -148,6 +151,7 @@ class Attention(nn.Module):
         self.heads, self.vdim, self.grid = dim // HEAD_DIM, HEAD_DIM * v_scale, grid
         hv = self.heads * self.vdim
         self.norm = JointLayerNorm(dim) if release else nn.LayerNorm(dim)
+        self.q_scale = _SCALE  # 1.0 once an export folds it into qkv's q rows
         self.qkv = nn.Linear(dim, 2 * HEAD_DIM * self.heads + hv, bias=False)
         self.dw_v = nn.Conv2d(hv, hv, 3, 1, 1, groups=hv, bias=False)
         self.proj = nn.Linear(hv, dim)
@@ -177,7 +181,7 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = attention_core(self.qkv(self.norm(x)), self.dw_v.weight, self.position_bias(),
-                             self.heads, self.vdim, self.grid)
+                             self.heads, self.vdim, self.grid, self.q_scale)
         return x + self.proj(out)
 
 
@@ -217,10 +221,10 @@ class TransformerStageModule(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.reduction(x)
         b, c, h, w = x.shape
-        t = x.flatten(2).transpose(1, 2)  # every pixel is a token
+        t = x.permute(0, 2, 3, 1).reshape(b, h * w, c)  # every pixel is a token (NHWC order)
         for attn, ffn in zip(self.attns, self.ffns):
             t = ffn(attn(t))
-        return t.transpose(1, 2).reshape(b, c, h, w)
+        return t.reshape(b, h, w, c).permute(0, 3, 1, 2)
 
 
 class MBPoolHead(nn.Module):
@@ -233,7 +237,7 @@ class MBPoolHead(nn.Module):
         self.classifier = nn.Linear(HEAD_WIDTH, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        t = self.pre0(x.flatten(2).transpose(1, 2))  # (B, N, 6C)
+        t = self.pre0(x.permute(0, 2, 3, 1).flatten(1, 2))  # (B, N, 6C)
         b, n, c = t.shape
         t = F.hardswish(self.bn(t.reshape(b * n, c))).reshape(b, n, c).mean(1)
         return self.classifier(F.hardswish(self.pre1(t)))
