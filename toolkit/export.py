@@ -12,7 +12,9 @@ from __future__ import annotations
 import contextlib
 import copy
 import hashlib
+import os
 import platform
+import time
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -156,6 +158,7 @@ def export_subnet(net: StaticViT, out: str | Path, fmt: str = "tflite",
     from converters import check_parity, convert_onnx, convert_tflite, graph_report
     from converters.app_input import AppInput
     from converters.metadata import embed_metadata
+    from converters.quantize import quantize_tflite
     from converters.runtime import runner_for
     from converters.tflite_edit import uint8_input_via_dequantize
 
@@ -175,16 +178,35 @@ def export_subnet(net: StaticViT, out: str | Path, fmt: str = "tflite",
     sweep_temps(out.parent, {out.name, out.name + ".json"})  # what a killed export left
     example = (app.example(r),)
     calib = None if calibration is None else [(app.to_app(c),) for c in calibration]
+    timing: dict[str, float] = {}
+    t0 = time.perf_counter()
     if fmt == "tflite":
-        convert_tflite(app, example, out, precision, calib)
+        # a quantized file is the float one quantized (no second conversion); the float one
+        # lives under a temporary name, so `out` is never a model of the wrong precision
+        fp32 = out if precision == "fp32" else out.with_name(f".{out.name}.{os.getpid()}-fp32.tmp")
+        try:
+            convert_tflite(app, example, fp32, "fp32")
+            timing["convert"] = time.perf_counter() - t0
+            if precision != "fp32":
+                t0 = time.perf_counter()
+                images = None if calib is None else [x[i:i + 1].numpy() for (x,) in calib
+                                                     for i in range(len(x))]
+                quantize_tflite(fp32, out, precision, images)
+                timing["quantize"] = time.perf_counter() - t0
+        finally:
+            if fp32 != out:
+                fp32.unlink(missing_ok=True)
         if input_type == "uint8":
             uint8_input_via_dequantize(out)  # CAST would fall off XNNPACK
     else:
         convert_onnx(app, example, out, precision, calib)
+        timing["convert"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
     if parity_inputs is None:
         parity_inputs = torch.randn(8, 3, r, r, generator=torch.Generator().manual_seed(0))
     app_inputs = app.to_app(parity_inputs)
     parity = check_parity(ref, out, app_inputs)
+    timing["parity"] = time.perf_counter() - t0
     layout = getattr(net, "layout", "evit")
     n_params = sum(p.numel() for p in net.parameters())  # = params(arch) but for a stored
     fp32_weight_bytes = 4 * n_params                      # index that an EMA changed
@@ -206,6 +228,7 @@ def export_subnet(net: StaticViT, out: str | Path, fmt: str = "tflite",
     embed_metadata(out, meta)  # inside the file: survives the trip into an app
     if not np.array_equal(first, runner_for(out)(app_inputs[:1].numpy())):
         raise RuntimeError(f"{out}: embedding the metadata changed the model's output")
+    meta["timing_s"] = {k: round(v, 2) for k, v in timing.items()}
     meta["size_bytes"] = out.stat().st_size
     meta["size_over_fp32_weights"] = round(out.stat().st_size / fp32_weight_bytes, 4)
     meta["sha256"] = sha256_file(out)
