@@ -5,7 +5,8 @@
 
 Each named subnet is sliced from the (digits-trained) supernet, its BN statistics recalibrated
 on 256 training images, and exported with ``export_subnet`` in fp32, fp16, int8-dynamic and
-int8 (64 calibration images): NHWC float32 input, as ``evit-export`` writes it. For each file:
+int8 (calibrated on 64 un-augmented training images): NHWC float32 input, as ``evit-export``
+writes it. For each file:
 top-1 agreement with PyTorch and max |logit error| on the whole validation split, top-1
 accuracy on it (the float model's beside it), whether XNNPACK takes the whole graph, the
 conversion and quantization seconds, and the host latency (ai-edge-litert, XNNPACK, 1 thread:
@@ -33,7 +34,7 @@ from converters.app_input import AppInput  # noqa: E402
 from converters.runtime import TFLiteRunner  # noqa: E402
 from toolkit.checkpoint import load_checkpoint, supernet_from_checkpoint  # noqa: E402
 from toolkit.export import export_subnet, optimize_for_export  # noqa: E402
-from toolkit.train.data import build_datasets  # noqa: E402
+from toolkit.train.data import build_datasets, calibration_images  # noqa: E402
 from toolkit.train.evaluate import recalibrate_bn  # noqa: E402
 from toolkit.zoo import get_arch  # noqa: E402
 
@@ -61,6 +62,7 @@ def main() -> None:
     batches = [torch.stack([data.train[int(i)][0] for i in idx[k:k + 32]])
                for k in range(0, 256, 32)]
     vals = torch.stack([data.val[i][0] for i in range(len(data.val))])
+    calib = calibration_images(cfg.get("data"), 64, cfg.get("image_size", 224))
     labels = np.array([int(data.val[i][1]) for i in range(len(data.val))])
     tmp = Path(tempfile.mkdtemp(prefix="evit_precisions_"))
     rows: dict[tuple[str, str], dict] = {}
@@ -85,8 +87,7 @@ def main() -> None:
         export_s = time.perf_counter() - t
         for prec in PRECISIONS:
             res = export_subnet(net, tmp / f"{name}_{prec}.tflite", "tflite", prec,
-                                parity_inputs=resize(vals), calibration=[resize(batches[0]),
-                                                                         resize(batches[1])],
+                                parity_inputs=resize(vals), calibration=[resize(calib)],
                                 normalization=NORM)
             runner = TFLiteRunner(res.artifact)
             out = np.concatenate([runner(app_vals[i:i + 1]) for i in range(len(app_vals))])
@@ -117,8 +118,9 @@ def main() -> None:
     n_val = len(vals)
     lines = [f"Supernet `{args.supernet}` (digits), subnets sliced and BN-recalibrated on 256 "
              f"training images; NHWC float32 input; agreement, error and accuracy on all "
-             f"{n_val} validation images; int8 calibrated on 64 training images. Latency: "
-             f"ai-edge-litert, XNNPACK, 1 thread, median of {args.runs} runs, median of "
+             f"{n_val} validation images; int8 calibrated on 64 un-augmented training "
+             f"images. Latency: ai-edge-litert, XNNPACK, 1 thread, median of {args.runs} runs, "
+             "median of "
              f"{args.rounds} interleaved rounds. `convert` = litert-torch fp32 conversion; "
              "`quantize` = ai-edge-quantizer on that file (the other precisions reuse it).", "",
              "| model | precision | ms | vs fp32 | top-1 agreement | max abs err | top-1 "

@@ -104,17 +104,28 @@ def _recipe(q, precision: str, src: str) -> None:
                                  OP.ALL_SUPPORTED, algorithm_key=keep)
 
 
+def _hard_swish(v: np.ndarray) -> np.ndarray:
+    return v * np.clip(v + 3.0, 0.0, 6.0) / 6.0
+
+
 def _fit_ranges(src: str, samples: list[dict], qsvs: dict) -> dict:
     """Per activation tensor, the clipping range (within the observed min/max) whose 8-bit
     grid has the least squared error on the calibration images: min/max alone spends the
-    grid on rare extremes; a fitted range keeps the bulk of values fine-grained."""
+    grid on rare extremes; a fitted range keeps the bulk of values fine-grained. A tensor
+    read only by hard swish (kept float) is fitted on the error after the activation, and
+    never spends grid below -3, where hard swish is 0."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     it = Interpreter(model_path=src, experimental_preserve_all_tensors=True,
                      experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
     it.allocate_tensors()
     inp = it.get_input_details()[0]
-    index = {t["name"]: t["index"] for t in it.get_tensor_details()}
+    details = it.get_tensor_details()
+    index = {t["name"]: t["index"] for t in details}
+    readers: dict[int, set[str]] = {}
+    for op in it._get_ops_details():  # noqa: SLF001 - the only op-graph view LiteRT offers
+        for t in op["inputs"]:
+            readers.setdefault(int(t), set()).add(op["op_name"])
     names = [k for k in qsvs if k in index]
     rng = np.random.default_rng(0)
     kept: dict[str, list[np.ndarray]] = {k: [] for k in names}
@@ -131,11 +142,15 @@ def _fit_ranges(src: str, samples: list[dict], qsvs: dict) -> dict:
     out = dict(qsvs)
     for k in names:
         v = np.concatenate(kept[k]).astype(np.float64)
-        best = (np.inf, lo[k], hi[k])
-        for a in _CLIP_GRID if hi[k] > lo[k] and v.size >= 64 else ():
-            mn, mx = min(lo[k] * a, 0.0), max(hi[k] * a, 0.0)
+        act = readers.get(index[k]) == {"HARD_SWISH"}
+        low = max(lo[k], -3.0) if act else lo[k]
+        ref = _hard_swish(v) if act else v
+        best = (np.inf, low, hi[k])
+        for a in _CLIP_GRID if hi[k] > low and v.size >= 64 else ():
+            mn, mx = min(low * a, 0.0), max(hi[k] * a, 0.0)
             step = (mx - mn) / 255
-            err = np.mean((np.clip(np.round((v - mn) / step), 0, 255) * step + mn - v) ** 2)
+            qv = np.clip(np.round((v - mn) / step), 0, 255) * step + mn
+            err = np.mean(((_hard_swish(qv) if act else qv) - ref) ** 2)
             if err < best[0]:
                 best = (err, mn, mx)
         shape = np.shape(qsvs[k]["min"])

@@ -277,3 +277,13 @@ def test_lean_graph_layout_changes_only_at_head_splits(exported):
         ops = exported[key].meta["graph"]["ops"]
         assert ops["TRANSPOSE"] <= 4 * blocks + 1, (key, ops["TRANSPOSE"], blocks)
         assert "SQUARED_DIFFERENCE" not in ops and ops["RSQRT"] == 2 * blocks
+
+
+def test_calibration_images_are_fixed_unaugmented_training_images():
+    from toolkit.train.data import DigitsDataset, calibration_images
+
+    a, b = calibration_images(None, 8), calibration_images(None, 8)
+    assert a.shape == (8, 3, 32, 32) and torch.equal(a, b)
+    train = DigitsDataset("train", augment=False)  # the deterministic preprocessing, no shifts
+    assert all(any(torch.equal(x, t) for t in train.x) for x in a)
+    assert len(calibration_images(None, 10_000)) == len(train)

@@ -115,6 +115,30 @@ def test_random_search_draws_distinct_feasible_subnets(pixel4):
         random_search(0.1, pixel4, proxy_fitness, 5)
 
 
+def test_random_search_resumes_without_measuring_a_subnet_twice(pixel4, tmp_path):
+    state, calls = tmp_path / "state.json", []
+
+    class Killed(Exception):
+        pass
+
+    def dies_on_third_chunk(archs):
+        if len(calls) == 2:
+            raise Killed
+        calls.append(len(archs))
+        return proxy_fitness(archs)
+
+    with pytest.raises(Killed):
+        random_search(12, pixel4, dies_on_third_chunk, 30, seed=1, state_path=state, chunk=8)
+    assert calls == [8, 8] and len(json.loads(state.read_text())["scores"]) == 16
+    measured = []
+    r = random_search(12, pixel4, lambda a: measured.append(len(a)) or proxy_fitness(a), 30,
+                      seed=1, state_path=state, chunk=8)
+    assert sum(measured) == 30 - 16  # only the subnets the killed run had not measured
+    assert r == random_search(12, pixel4, proxy_fitness, 30, seed=1)  # same as uninterrupted
+    with pytest.raises(SearchError, match="different search"):
+        random_search(12, pixel4, proxy_fitness, 31, seed=1, state_path=state)
+
+
 def test_rerank_measures_the_top_k_and_keeps_the_best_real(pixel4):
     r = search(12, pixel4, proxy_fitness, SMALL)
     calls = []

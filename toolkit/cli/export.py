@@ -24,7 +24,7 @@ import torch
 
 from toolkit.checkpoint import CheckpointError, load_checkpoint, supernet_from_checkpoint
 from toolkit.space import ArchConfig, ArchError
-from toolkit.train.data import DataError, build_datasets
+from toolkit.train.data import DataError, build_datasets, calibration_images
 from toolkit.zoo import get_arch, list_models
 
 
@@ -77,7 +77,8 @@ def run(args: argparse.Namespace) -> dict:
         vals = torch.stack([data.val[i][0] for i in range(min(args.parity_samples,
                                                                len(data.val)))])
         parity = resize(vals)
-        calib = [resize(b) for b in batches[:2]]  # 64 images: see converters.quantize
+        if args.precision != "fp32":  # 64 un-augmented training images: see converters.quantize
+            calib = [resize(calibration_images(data_dir, 64, image_size))]
         norm = _norm_info(data.name, image_size, r)
         classes = getattr(data.train, "classes", None)
         labels = ([str(c) for c in classes] if classes is not None

@@ -278,7 +278,8 @@ def run(args) -> dict:
         bar = _bar(b, cost.unit, cfg.generations, rank == 0 and not args.no_progress)
         if args.strategy == "random":
             n = cfg.population + cfg.generations * (cfg.mutations + cfg.crossovers)
-            r = random_search(b, cost, fitness, n, cfg.seed, cfg.lower_frac, space)
+            r = random_search(b, cost, fitness, n, cfg.seed, cfg.lower_frac, space,
+                              state_path=state, save=rank == 0)
         else:
             r = search(b, cost, fitness, cfg, state_path=state, save=rank == 0,
                        progress=lambda m, quiet=bar is not None: rank == 0 and not quiet

@@ -220,9 +220,13 @@ def _operators(space: SearchSpace, cfg: SearchConfig):
 
 def random_search(budget: float, cost: Cost,
                   fitness: Callable[[Sequence[ArchConfig]], list[float]], n: int,
-                  seed: int = 0, lower_frac: float = 0.85, space: SearchSpace = SPACE) -> dict:
+                  seed: int = 0, lower_frac: float = 0.85, space: SearchSpace = SPACE,
+                  state_path: str | Path | None = None, save: bool = True,
+                  chunk: int = 8) -> dict:
     """The baseline evolution has to beat: ``n`` distinct uniform feasible subnets (cost in
-    [lower_frac * budget, budget]), the fittest wins."""
+    [lower_frac * budget, budget]), the fittest wins. The subnets are fixed by ``seed``; their
+    scores are saved to ``state_path`` after every ``chunk`` of them, so an interrupted run
+    resumes without measuring any subnet twice."""
     fastest, _ = cost.cheapest(seed, space=space)
     if budget < fastest:
         raise SearchError(f"budget {budget:g} {cost.unit} is infeasible: the cheapest subnet "
@@ -232,7 +236,17 @@ def random_search(budget: float, cost: Cost,
                               4096 * 2000, space)
     if not archs:
         raise SearchError(f"no subnet found in [{lo:.2f}, {budget:.2f}] {cost.unit}")
-    scores = dict(zip((a.to_json() for a in archs), map(float, fitness(archs))))
+    key = {"strategy": "random", "budget": budget, "cost": cost.kind,
+           "device": getattr(cost.predictor, "device", None), "n": n, "seed": seed,
+           "lower_frac": lower_frac, "rules": space.rules}
+    state = _read_state(state_path, key) or {"key": key, "scores": {}}
+    scores: dict[str, float] = state["scores"]
+    todo = [a for a in archs if a.to_json() not in scores]
+    for i in range(0, len(todo), chunk):
+        part = todo[i:i + chunk]
+        scores.update(zip((a.to_json() for a in part), map(float, fitness(part))))
+        _save_state(state_path if save else None, state)
+    scores = {a.to_json(): scores[a.to_json()] for a in archs}
     best = max(scores, key=lambda k: (scores[k], k))
     arch = ArchConfig.from_json(best)
     return {"budget": budget, "unit": cost.unit, "arch": arch, "accuracy": scores[best],
@@ -274,17 +288,24 @@ def _key(budget: float, cost: Cost, cfg: SearchConfig, space: SearchSpace = SPAC
 
 def _load_state(path, budget, cost, cfg, space: SearchSpace = SPACE, seeds: int = 0) -> dict:
     key = _key(budget, cost, cfg, space, seeds)
-    if path is not None and Path(path).is_file():
-        try:
-            st = json.loads(Path(path).read_text())
-        except ValueError as e:
-            raise SearchError(f"{path} is damaged ({e}); delete it to search this budget "
-                              "again, or start over with --overwrite") from None
-        if not isinstance(st, dict) or st.get("key") != key:
-            raise SearchError(f"{path} belongs to a different search ({st.get('key')}); use "
-                              "another --out, the same settings, or --overwrite")
-        return st
-    return {"key": key, "population": None, "generation": 0, "scores": {}, "lo": None}
+    return _read_state(path, key) or {"key": key, "population": None, "generation": 0,
+                                      "scores": {}, "lo": None}
+
+
+def _read_state(path, key: dict) -> dict | None:
+    """The saved state of the search ``key`` describes, or None if there is none yet."""
+    if path is None or not Path(path).is_file():
+        return None
+    try:
+        st = json.loads(Path(path).read_text())
+    except ValueError as e:
+        raise SearchError(f"{path} is damaged ({e}); delete it to search this budget "
+                          "again, or start over with --overwrite") from None
+    if not isinstance(st, dict) or st.get("key") != key:
+        raise SearchError(f"{path} belongs to a different search "
+                          f"({st.get('key') if isinstance(st, dict) else st!r}); use another "
+                          "--out, the same settings, or --overwrite")
+    return st
 
 
 def _save_state(path, state: dict) -> None:

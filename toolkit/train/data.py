@@ -189,6 +189,19 @@ def build_datasets(data: str | Path | None, image_size: int = 224, seed: int = 0
     return Datasets(train, val, train.num_classes, image_size, str(root))
 
 
+def calibration_images(data: str | Path | None, n: int, image_size: int = 224,
+                       seed: int = 0) -> torch.Tensor:
+    """``n`` fixed training images (or all, if fewer) with the evaluation preprocessing: what
+    quantization ranges are calibrated on. Augmented crops and shifts would calibrate for
+    images the deployed model never sees."""
+    if data is None:
+        train = DigitsDataset("train", seed, augment=False)
+    else:
+        train = ImageFolderDataset(Path(data) / "train", image_size, False, seed)
+    idx = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[:n]
+    return torch.stack([train[int(i)][0] for i in idx])
+
+
 # --------------------------------------------------------------------------- batches
 
 
