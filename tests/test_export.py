@@ -193,7 +193,8 @@ def test_metadata_is_inside_the_file_and_evit_inspect_reads_it(exported, fmt, ca
     r = exported[("min", fmt, "uint8-input")]
     side = json.loads(r.sidecar.read_text())
     inside = read_metadata(r.artifact)
-    for k in ("size_bytes", "size_over_fp32_weights", "sha256", "graph"):  # the file itself
+    for k in ("size_bytes", "size_over_fp32_weights", "sha256", "graph",  # the file itself
+              "timing_s"):  # and how long this export took: the sidecar's alone
         side.pop(k, None)
     assert inside == side
     assert inside["labels"][3] == "class 3" and inside["input"]["layout"] == "NHWC"
