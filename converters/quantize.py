@@ -100,7 +100,8 @@ def _recipe(q, precision: str, src: str) -> None:
         if op.isupper():
             q.update_quantization_recipe(".*", OP(op), algorithm_key=keep)
     q.update_quantization_recipe(_NORM_SCOPES, OP.ALL_SUPPORTED, algorithm_key=keep)
-    q.update_quantization_recipe("^" + re.escape(_output_producer(src)) + "$",
+    # an op's scope is its output tensors' names, each followed by ";"
+    q.update_quantization_recipe("(^|;)" + re.escape(_output_producer(src)) + ";",
                                  OP.ALL_SUPPORTED, algorithm_key=keep)
 
 
@@ -136,11 +137,16 @@ def _fit_ranges(src: str, samples: list[dict], qsvs: dict) -> dict:
         it.invoke()
         for k in names:
             v = it.get_tensor(index[k]).ravel()
+            v = v[np.isfinite(v) & (np.abs(v) < 1e30)]  # padding constants etc. are no range
+            if v.size == 0:
+                continue
             lo[k], hi[k] = min(lo[k], float(v.min())), max(hi[k], float(v.max()))
             kept[k].append(v if v.size <= _SAMPLES_PER_TENSOR
                            else v[rng.integers(0, v.size, _SAMPLES_PER_TENSOR)])
     out = dict(qsvs)
     for k in names:
+        if not kept[k]:
+            continue
         v = np.concatenate(kept[k]).astype(np.float64)
         act = readers.get(index[k]) == {"HARD_SWISH"}
         low = max(lo[k], -3.0) if act else lo[k]
@@ -159,6 +165,27 @@ def _fit_ranges(src: str, samples: list[dict], qsvs: dict) -> dict:
     return out
 
 
+def _calibration_samples(it, src: str, calibration) -> tuple[str, str, list[dict]]:
+    """(signature, input name, one feed per image), each image checked against the input."""
+    sig = it.get_signature_list()
+    if len(sig) != 1 or len(next(iter(sig.values()))["inputs"]) != 1:
+        raise ValueError(f"{src}: int8 calibration handles a model with one signature and "
+                         f"one input; this one has {sig}")
+    key = next(iter(sig))
+    name = sig[key]["inputs"][0]
+    inp = it.get_input_details()[0]
+    shape, dtype = tuple(int(v) for v in inp["shape"]), np.dtype(inp["dtype"])
+    samples = []
+    for i, x in enumerate(calibration):
+        x = np.asarray(x)
+        if x.shape != shape or x.dtype != dtype:
+            raise ValueError(f"calibration image {i}: {x.dtype}{list(x.shape)}, the model "
+                             f"takes {dtype}{list(shape)} (one image per array, as the file's "
+                             "input)")
+        samples.append({name: x})
+    return key, name, samples
+
+
 def quantize_tflite(src: str | Path, out: str | Path, precision: str,
                     calibration: Sequence[np.ndarray] | None = None) -> Path:
     """Write ``out``: the float ``src`` quantized to ``precision`` (fp16, int8-dynamic, int8).
@@ -169,7 +196,7 @@ def quantize_tflite(src: str | Path, out: str | Path, precision: str,
     if precision not in QUANTIZED_PRECISIONS:
         raise ValueError(f"precision = {precision!r} is not a quantized precision; choose one "
                          f"of {', '.join(QUANTIZED_PRECISIONS)}")
-    if precision == "int8" and not calibration:
+    if precision == "int8" and (calibration is None or len(calibration) == 0):
         raise ValueError("precision int8 (full integer) needs calibration images: pass a few "
                          "dozen representative inputs")
     from ai_edge_quantizer import calibrator, quantizer
@@ -185,10 +212,8 @@ def quantize_tflite(src: str | Path, out: str | Path, precision: str,
         if precision == "int8":
             from ai_edge_litert.interpreter import Interpreter
 
-            sig = Interpreter(model_path=src).get_signature_list()
-            key = next(iter(sig))
-            name = sig[key]["inputs"][0]
-            samples = [{name: np.asarray(x)} for x in calibration]
+            key, name, samples = _calibration_samples(Interpreter(model_path=src), src,
+                                                      calibration)
             # min/max over all images (the library's default, a moving average of per-image
             # ranges, clips the rarer large activations and logits)
             cal = calibrator.Calibrator(q._float_model_buffer, num_threads=1,  # noqa: SLF001
@@ -199,9 +224,11 @@ def quantize_tflite(src: str | Path, out: str | Path, precision: str,
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.{os.getpid()}-", suffix=".tmp",
                                dir=out.parent)
-    os.close(fd)
     try:
-        Path(tmp).write_bytes(result.quantized_model)
+        with os.fdopen(fd, "wb") as f:
+            f.write(result.quantized_model)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, out)
     finally:
         Path(tmp).unlink(missing_ok=True)

@@ -52,6 +52,9 @@ def exported(tmp_path_factory):
     res[("s2", "tflite", "fp32")] = export_subnet(_net(s2), out / "s2.tflite")
     res[("l1", "tflite", "fp16")] = export_subnet(_net(big), out / "l1_fp16.tflite",
                                                   precision="fp16")
+    res[("min", "tflite", "int8-uint8")] = export_subnet(  # int8 on camera bytes
+        _net(SPACE.min()), out / "min_int8_u8.tflite", "tflite", "int8", calibration=calib,
+        input_type="uint8")
     for fmt in ("tflite", "onnx"):  # what an Android app feeds: NHWC camera bytes
         res[("min", fmt, "uint8-input")] = export_subnet(
             _net(SPACE.min()), out / f"min_u8.{fmt}", fmt, input_layout="nhwc",
@@ -65,6 +68,8 @@ def test_every_format_and_precision_runs_with_parity(exported):
         assert r.artifact.is_file() and r.sidecar.is_file(), (name, fmt, prec)
         if prec == "uint8-input":
             prec = "fp32"
+        if prec == "int8-uint8":
+            prec = "int8"
         if prec in BOUNDS:
             assert par["max_abs_error"] <= BOUNDS[prec], (name, fmt, prec, par)
             assert par["top1_agreement"] == 1.0
@@ -256,6 +261,16 @@ def test_int8_runs_in_int8_fully_on_xnnpack_with_float_io(exported, prec):
     if prec == "int8":
         assert q["calibration_images"] == 4 and "LayerNorm" in q["kept_float"]
         assert "QUANTIZE" in r.meta["graph"]["ops"]
+        td = {t["index"]: t for t in it.get_tensor_details()}
+        fcs = [o for o in it._get_ops_details() if o["op_name"] == "FULLY_CONNECTED"]
+        assert td[int(fcs[-1]["inputs"][1])]["dtype"] == np.float32  # the logits stay float
+        assert int(fcs[-1]["outputs"][0]) == it.get_output_details()[0]["index"]
+
+
+def test_int8_takes_camera_bytes_fully_on_xnnpack(exported):
+    r = exported[("min", "tflite", "int8-uint8")]
+    g = graph_report(r.artifact)
+    assert g.input_dtype == "uint8" and "CAST" not in g.ops and g.fully_xnnpack is True
 
 
 def test_quantize_refuses_bad_requests_before_work(tmp_path):
@@ -265,6 +280,19 @@ def test_quantize_refuses_bad_requests_before_work(tmp_path):
         quantize_tflite(tmp_path / "none.tflite", tmp_path / "o.tflite", "int4")
     with pytest.raises(ValueError, match="calibration"):
         quantize_tflite(tmp_path / "none.tflite", tmp_path / "o.tflite", "int8", [])
+    with pytest.raises(ValueError, match="calibration"):
+        export_subnet(_net(SPACE.min()), tmp_path / "o.tflite", precision="int8")
+    assert not (tmp_path / "o.tflite").exists()
+
+
+def test_quantize_checks_calibration_images_against_the_input(exported, tmp_path):
+    from converters.quantize import quantize_tflite
+
+    src = exported[("min", "tflite", "fp32")].artifact  # input (1, 128, 128, 3) float32
+    for bad in (np.zeros((4, 128, 128, 3), np.float32), np.zeros((1, 3, 128, 128), np.float32),
+                np.zeros((1, 128, 128, 3), np.float64)):
+        with pytest.raises(ValueError, match="calibration image 0"):
+            quantize_tflite(src, tmp_path / "o.tflite", "int8", [bad])
     assert not (tmp_path / "o.tflite").exists()
 
 

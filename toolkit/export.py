@@ -12,8 +12,9 @@ from __future__ import annotations
 import contextlib
 import copy
 import hashlib
-import os
 import platform
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from importlib import metadata
@@ -71,7 +72,8 @@ def fold_layer_norm(norm: nn.LayerNorm, linear: nn.Linear) -> tuple[nn.Module, n
     gamma, beta = norm.weight[:c], norm.bias[:c]
     new = copy.deepcopy(linear)
     new.weight.copy_(linear.weight * gamma[None, :])
-    old_bias = linear.bias if linear.bias is not None else torch.zeros(linear.out_features)
+    old_bias = linear.bias if linear.bias is not None else linear.weight.new_zeros(
+        linear.out_features)
     new.bias = nn.Parameter(old_bias + linear.weight @ beta)
     return NormalizeOnly(norm.eps, joint=isinstance(norm, JointLayerNorm)), new
 
@@ -164,6 +166,9 @@ def export_subnet(net: StaticViT, out: str | Path, fmt: str = "tflite",
 
     if fmt not in ("tflite", "onnx"):
         raise ValueError(f"format = {fmt!r} is not allowed; choose tflite or onnx")
+    if precision == "int8" and not calibration:  # before the minutes of conversion
+        raise ValueError("precision int8 (full integer) needs calibration images: pass a few "
+                         "dozen representative inputs (normalized NCHW float32 batches)")
     norm = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "scale": "pixel/255",
             **(normalization or {})}
     layout_in = input_layout or ("nhwc" if fmt == "tflite" else "nchw")
@@ -182,8 +187,9 @@ def export_subnet(net: StaticViT, out: str | Path, fmt: str = "tflite",
     t0 = time.perf_counter()
     if fmt == "tflite":
         # a quantized file is the float one quantized (no second conversion); the float one
-        # lives under a temporary name, so `out` is never a model of the wrong precision
-        fp32 = out if precision == "fp32" else out.with_name(f".{out.name}.{os.getpid()}-fp32.tmp")
+        # lives in a temporary folder, so `out` is never a model of the wrong precision
+        fp32 = (out if precision == "fp32"
+                else Path(tempfile.mkdtemp(prefix="evit_fp32_")) / out.name)
         try:
             convert_tflite(app, example, fp32, "fp32")
             timing["convert"] = time.perf_counter() - t0
@@ -195,7 +201,7 @@ def export_subnet(net: StaticViT, out: str | Path, fmt: str = "tflite",
                 timing["quantize"] = time.perf_counter() - t0
         finally:
             if fp32 != out:
-                fp32.unlink(missing_ok=True)
+                shutil.rmtree(fp32.parent, ignore_errors=True)
         if input_type == "uint8":
             uint8_input_via_dequantize(out)  # CAST would fall off XNNPACK
     else:

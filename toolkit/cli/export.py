@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> dict:
         vals = torch.stack([data.val[i][0] for i in range(min(args.parity_samples,
                                                                len(data.val)))])
         parity = resize(vals)
-        if args.precision != "fp32":  # 64 un-augmented training images: see converters.quantize
+        if args.precision == "int8":  # 64 un-augmented training images: see converters.quantize
             calib = [resize(calibration_images(data_dir, 64, image_size))]
         norm = _norm_info(data.name, image_size, r)
         classes = getattr(data.train, "classes", None)
