@@ -12,13 +12,13 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import os
 import re
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
+from toolkit.fileio import atomic_write
 
 __all__ = ["QUANTIZED_PRECISIONS", "INT8_FLOAT_OPS", "DYNAMIC_FLOAT_OPS", "quantize_tflite"]
 
@@ -221,15 +221,5 @@ def quantize_tflite(src: str | Path, out: str | Path, precision: str,
             cal.calibrate({key: samples[:1]}, q._recipe_manager)  # noqa: SLF001
             qsvs = _fit_ranges(src, samples, cal.get_model_qsvs())
         result = q.quantize(qsvs)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.{os.getpid()}-", suffix=".tmp",
-                               dir=out.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(result.quantized_model)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, out)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    atomic_write(out, bytes(result.quantized_model))
     return out
