@@ -33,9 +33,9 @@ from _results import write_section  # noqa: E402
 from converters.app_input import AppInput  # noqa: E402
 from converters.runtime import TFLiteRunner  # noqa: E402
 from toolkit.checkpoint import load_checkpoint, supernet_from_checkpoint  # noqa: E402
+from toolkit.data.datasets import build_datasets, calibration_images  # noqa: E402
+from toolkit.evaluate import recalibrate_bn  # noqa: E402
 from toolkit.export import export_subnet, optimize_for_export  # noqa: E402
-from toolkit.train.data import build_datasets, calibration_images  # noqa: E402
-from toolkit.train.evaluate import recalibrate_bn  # noqa: E402
 from toolkit.zoo import get_arch  # noqa: E402
 
 MODELS = ("elasticvit_s1", "elasticvit_t0", "elasticvit_l1")

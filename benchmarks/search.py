@@ -26,11 +26,11 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks._results import write_section  # noqa: E402
 from toolkit.checkpoint import load_supernet  # noqa: E402
+from toolkit.data.datasets import DigitsDataset  # noqa: E402
 from toolkit.latency import load_predictor  # noqa: E402
 from toolkit.search.accuracy import AccuracyEvaluator  # noqa: E402
 from toolkit.search.evolution import Cost, SearchConfig, _feasible_samples, search  # noqa: E402
 from toolkit.space import SPACE, SearchSpace  # noqa: E402
-from toolkit.train.data import DigitsDataset  # noqa: E402
 
 
 def val_top1(net, arch, evaluator):

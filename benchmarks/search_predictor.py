@@ -33,14 +33,14 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks._results import write_section  # noqa: E402
 from toolkit import checkpoint as ck  # noqa: E402
-from toolkit.export import sha256_file  # noqa: E402
+from toolkit.data.datasets import DigitsDataset  # noqa: E402
+from toolkit.fileio import sha256_file  # noqa: E402
 from toolkit.flops import flops  # noqa: E402
 from toolkit.latency import load_predictor  # noqa: E402
 from toolkit.search import predictor as ap  # noqa: E402
 from toolkit.search.accuracy import AccuracyEvaluator  # noqa: E402
 from toolkit.search.evolution import Cost, SearchConfig, random_search, rerank, search  # noqa: E402
 from toolkit.space import SPACE, ArchConfig, SearchSpace  # noqa: E402
-from toolkit.train.data import DigitsDataset  # noqa: E402
 
 
 class Cached:

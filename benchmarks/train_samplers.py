@@ -30,12 +30,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _results import write_section  # noqa: E402
 
 from toolkit.checkpoint import load_checkpoint, load_supernet  # noqa: E402
+from toolkit.data.datasets import BatchStream, DigitsDataset  # noqa: E402
+from toolkit.evaluate import evaluate_subnets  # noqa: E402
 from toolkit.flops import flops  # noqa: E402
 from toolkit.space import SPACE  # noqa: E402
 from toolkit.train import TrainConfig, train  # noqa: E402
 from toolkit.train.conflict import analyze  # noqa: E402
-from toolkit.train.data import BatchStream, DigitsDataset  # noqa: E402
-from toolkit.train.evaluate import evaluate_subnets  # noqa: E402
 from toolkit.train.samplers import hss_for_level  # noqa: E402
 from toolkit.train.subspace import level_space  # noqa: E402
 from toolkit.zoo import hss_archs  # noqa: E402

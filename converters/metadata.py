@@ -11,10 +11,10 @@ Both are read back without running the model, and the file is treated as untrust
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from converters.fileio import atomic_write
 
 __all__ = ["METADATA_NAME", "MetadataError", "embed_metadata", "read_metadata"]
 
@@ -24,19 +24,6 @@ _MAX_BYTES = 1 << 20  # metadata is a few KB; a larger entry is not ours
 
 class MetadataError(ValueError):
     pass
-
-
-def _replace(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-", suffix=".tmp",
-                               dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 def _encode(meta: dict[str, Any]) -> bytes:
@@ -132,7 +119,7 @@ def _onnx_embed(path: Path, blob: bytes) -> None:
     del model.metadata_props[:]
     model.metadata_props.extend(keep)
     model.metadata_props.add(key=METADATA_NAME, value=blob.decode())
-    _replace(path, model.SerializeToString())
+    atomic_write(path, model.SerializeToString())
 
 
 def _onnx_read(path: Path) -> dict[str, Any] | None:

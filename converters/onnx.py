@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import torch
 
+from converters.fileio import atomic_copy
 from converters.tflite import ConversionError, locate_failure
 
 __all__ = ["ONNX_PRECISIONS", "convert_onnx"]
@@ -52,19 +52,7 @@ def convert_onnx(model: torch.nn.Module, example: Sequence[torch.Tensor], out: s
             else:
                 quantize_static(str(fp32), str(final), _Reader(calibration),
                                 activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
-        import shutil
-
-        out.parent.mkdir(parents=True, exist_ok=True)  # a temp beside it, then an atomic rename
-        fd, part = tempfile.mkstemp(prefix=f".{out.name}.{os.getpid()}-", suffix=".tmp",
-                                    dir=out.parent)
-        try:
-            with os.fdopen(fd, "wb") as f, open(final, "rb") as src:
-                shutil.copyfileobj(src, f, 1 << 20)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(part, out)
-        finally:
-            Path(part).unlink(missing_ok=True)
+        atomic_copy(final, out)
     return out
 
 

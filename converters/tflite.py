@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from converters.fileio import replace_into
 from converters.quantize import quantize_tflite
 
 __all__ = ["PRECISIONS", "ConversionError", "convert_tflite", "locate_failure"]
@@ -60,12 +61,6 @@ def quiet_converter() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
-def _atomic_write(data_path: Path, out: Path) -> Path:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(data_path, out)
-    return out
-
-
 def convert_tflite(model: torch.nn.Module, example: Sequence[torch.Tensor], out: str | Path,
                    precision: str = "fp32",
                    calibration: Iterable[Sequence[torch.Tensor]] | None = None) -> Path:
@@ -102,7 +97,7 @@ def convert_tflite(model: torch.nn.Module, example: Sequence[torch.Tensor], out:
     try:
         edge.export(tmp)
         if precision == "fp32":
-            return _atomic_write(Path(tmp), out)
+            return replace_into(tmp, out)
         images = None if calibration is None else [
             x[i:i + 1].detach().numpy() for b in calibration for x in (tuple(b)[0],)
             for i in range(len(x))]

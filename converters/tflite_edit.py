@@ -8,9 +8,9 @@ the same values (float(x) exactly, for every byte) and XNNPACK does take it.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
+
+from converters.fileio import atomic_write
 
 __all__ = ["load_model", "save_model", "uint8_input_via_dequantize"]
 
@@ -61,17 +61,7 @@ class _AlignedBuilder:
 def save_model(model, path: str | Path, size_hint: int = 1 << 20) -> None:
     builder = _AlignedBuilder(size_hint + 4096)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-", suffix=".tmp",
-                               dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(bytes(builder.Output()))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    atomic_write(path, bytes(builder.Output()))
 
 
 def _opcode_index(model, code: int) -> int:

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-import toolkit.train.augment as aug
+import toolkit.data.augment as aug
 
 FILL = (124, 116, 104)
 

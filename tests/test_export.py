@@ -9,7 +9,8 @@ from conftest import randomize_norms
 
 from converters import ConversionError, check_parity, convert_tflite, graph_report
 from toolkit.cli.export import main as export_main
-from toolkit.export import export_subnet, optimize_for_export, sha256_file
+from toolkit.export import export_subnet, optimize_for_export
+from toolkit.fileio import sha256_file
 from toolkit.space import SPACE
 from toolkit.supernet import StaticViT
 from toolkit.zoo import get_arch
@@ -309,7 +310,7 @@ def test_lean_graph_layout_changes_only_at_head_splits(exported):
 
 
 def test_calibration_images_are_fixed_unaugmented_training_images():
-    from toolkit.train.data import DigitsDataset, calibration_images
+    from toolkit.data.datasets import DigitsDataset, calibration_images
 
     a, b = calibration_images(None, 8), calibration_images(None, 8)
     assert a.shape == (8, 3, 32, 32) and torch.equal(a, b)

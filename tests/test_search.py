@@ -123,7 +123,7 @@ def test_torchrun_spreads_fitness_over_ranks_with_the_same_result(tmp_path, supe
 
 def test_a_resumed_search_reuses_its_export_only_when_it_matches(tmp_path):
     from toolkit.cli.search import _already_exported
-    from toolkit.export import sha256_file
+    from toolkit.fileio import sha256_file
 
     ckpt, art = tmp_path / "supernet.pt", tmp_path / "best.tflite"
     ckpt.write_bytes(b"weights")

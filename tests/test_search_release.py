@@ -159,7 +159,7 @@ def test_rerank_measures_the_top_k_and_keeps_the_best_real(pixel4):
 
 
 def test_the_digits_search_split_is_held_out_from_training():
-    from toolkit.train.data import DigitsDataset
+    from toolkit.data.datasets import DigitsDataset
 
     tr, va, se = (DigitsDataset(s, augment=False) for s in ("train", "val", "search"))
     key = lambda ds: {x.numpy().tobytes() + bytes([int(y)]) for x, y in zip(ds.x, ds.y)}  # noqa

@@ -148,7 +148,7 @@ def test_old_configs_with_one_teacher_still_load():
 def test_embedded_teacher_is_trained_once_then_cached(capsys):
     m = digits_teacher()
     first = capsys.readouterr().err
-    from toolkit.train.data import DigitsDataset
+    from toolkit.data.datasets import DigitsDataset
 
     val = DigitsDataset("val")
     with torch.no_grad():

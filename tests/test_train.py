@@ -15,8 +15,8 @@ from PIL import Image
 
 from toolkit.checkpoint import CheckpointError, load_checkpoint
 from toolkit.cli.train import main as train_main
+from toolkit.data.datasets import DataError
 from toolkit.train import TrainConfig, train
-from toolkit.train.data import DataError
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--levels", "100", "--batch-size", "4", "--bn-batches", "1", "--eval-images", "16",
@@ -138,7 +138,7 @@ def test_bad_inputs_give_clear_errors(tmp_path, capsys):
     assert train_main(TINY + ["--steps", "2", "--out", str(out), "--resume"]) == 2
     assert "corrupt" in capsys.readouterr().err
     with pytest.raises(DataError, match="fewer than one global batch"):
-        from toolkit.train.data import BatchStream, DigitsDataset
+        from toolkit.data.datasets import BatchStream, DigitsDataset
 
         BatchStream(DigitsDataset("val"), 1000)
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import hashlib
 import platform
 import shutil
 import tempfile
@@ -25,14 +24,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from toolkit.fileio import atomic_write_json, sweep_temps
+from toolkit.fileio import atomic_write_json, sha256_file, sweep_temps
 from toolkit.flops import flops
 from toolkit.space import HEAD_DIM, ArchConfig
 from toolkit.supernet.layers import JointLayerNorm
 from toolkit.supernet.static import FFN, Attention, MBConv, StaticViT
 
 __all__ = ["optimize_for_export", "fold_bn", "fold_layer_norm", "NormalizeOnly", "ExportResult",
-           "export_subnet", "quantization_recipe", "tool_versions", "sha256_file"]
+           "export_subnet", "quantization_recipe", "tool_versions"]
 
 
 @torch.no_grad()
@@ -115,14 +114,6 @@ def quantization_recipe(precision: str, calibration_images: int) -> dict[str, An
     return {"weights": "int8 per channel, symmetric", "activations":
             "int8 per tensor, asymmetric, ranges fitted (least squared error) on calibration "
             "images", "calibration_images": calibration_images, "kept_float": INT8_FLOAT_OPS}
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def tool_versions() -> dict[str, str]:

@@ -12,73 +12,32 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
+
+from converters.fileio import (
+    TEMP_PATTERN,
+    TEMP_SUFFIX,
+    atomic_copy,
+    atomic_open,
+    atomic_write,
+    sha256_file,
+)
 
 __all__ = ["atomic_open", "atomic_write", "atomic_write_json", "atomic_copy", "sweep_temps",
-           "TEMP_SUFFIX"]
+           "sha256_file", "cache_dir", "TEMP_SUFFIX"]
 
-TEMP_SUFFIX = ".tmp"
-_TEMP = re.compile(r"^\.(?P<name>.+?)\.(?:(?P<pid>\d+)-)?[A-Za-z0-9_]+\.tmp$")
 STALE_UNKNOWN_S = 3600.0  # a temp file naming no pid (older evit) is stale after an hour
 
 
-def _temp(path: Path) -> tuple[int, str]:
-    return tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-", suffix=TEMP_SUFFIX,
-                            dir=path.parent)
-
-
-@contextlib.contextmanager
-def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8",
-                ) -> Iterator[IO[Any]]:
-    """``with atomic_open(p, "wb") as f: ...``: ``p`` appears complete when the block ends,
-    and is left as it was when the block raises (or the process dies)."""
-    if mode not in ("w", "wb"):
-        raise ValueError(f"atomic_open mode = {mode!r}; use 'w' or 'wb'")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = _temp(path)
-    try:
-        with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    # the rename itself survives a power cut only once the folder is synced (POSIX)
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def atomic_write(path: str | Path, data: str | bytes) -> None:
-    with atomic_open(path, "wb" if isinstance(data, bytes) else "w") as f:
-        f.write(data)
+def cache_dir(*parts: str) -> Path:
+    """evit's cache folder (``$EVIT_CACHE``, default ``~/.cache/evit``), or a part of it."""
+    return Path(os.environ.get("EVIT_CACHE") or Path.home() / ".cache" / "evit", *parts)
 
 
 def atomic_write_json(path: str | Path, obj: Any, **kw: Any) -> None:
     atomic_write(path, json.dumps(obj, **kw) + ("\n" if kw.get("indent") is not None else ""))
-
-
-def atomic_copy(src: str | Path, dst: str | Path) -> None:
-    import shutil
-
-    with open(src, "rb") as fin, atomic_open(dst, "wb") as fout:
-        shutil.copyfileobj(fin, fout, 1 << 20)
 
 
 def _alive(pid: int) -> bool:
@@ -101,7 +60,7 @@ def sweep_temps(folder: str | Path, names: set[str] | None = None) -> list[Path]
         return removed
     now = time.time()
     for p in folder.iterdir():
-        m = _TEMP.match(p.name)
+        m = TEMP_PATTERN.match(p.name)
         if m is None or (names is not None and m["name"] not in names) or not p.is_file():
             continue
         pid = m["pid"]

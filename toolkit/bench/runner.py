@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 import subprocess
 import threading
 import time
@@ -27,6 +26,7 @@ from toolkit.devices.base import (
 )
 from toolkit.devices.measure import delegation_text
 from toolkit.devices.store import ResultStore
+from toolkit.fileio import cache_dir
 
 from .suite import ModelSpec, Suite, SuiteError
 
@@ -54,7 +54,7 @@ def model_file(m: ModelSpec) -> str:
     from toolkit.export import export_subnet, optimize_for_export  # noqa: F401
     from toolkit.zoo import create_model, get_arch
 
-    cache = Path(os.environ.get("EVIT_CACHE", Path.home() / ".cache" / "evit")) / "bench"
+    cache = cache_dir("bench")
     tag = hashlib.sha256(f"{m.named}|{m.precision}|{m.num_classes}|{m.supernet}".encode())
     path = cache / f"{m.named}-{m.precision}-{tag.hexdigest()[:10]}.tflite"
     if not path.is_file():

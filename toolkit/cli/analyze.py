@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from toolkit.checkpoint import CheckpointError, load_supernet
-from toolkit.train.data import DataError, build_datasets
+from toolkit.data.datasets import DataError, build_datasets
 
 
 def cmd_conflicts(args: argparse.Namespace) -> int:

@@ -164,7 +164,7 @@ def export_all(bests: dict[str, dict], out: Path, supernet: Path,
 def _predictor_changed(sdir: Path, predictor: Path) -> bool:
     """True when ``sdir`` holds a search made with another version of ``predictor`` (a rerun
     of step 2 re-fits it, e.g. with a new date in its provenance)."""
-    from toolkit.export import sha256_file
+    from toolkit.fileio import sha256_file
 
     try:
         old = json.loads((sdir / "search.json").read_text()).get("predictor_sha256")

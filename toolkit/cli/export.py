@@ -23,8 +23,8 @@ from pathlib import Path
 import torch
 
 from toolkit.checkpoint import CheckpointError, load_checkpoint, supernet_from_checkpoint
+from toolkit.data.datasets import DataError, build_datasets, calibration_images
 from toolkit.space import ArchConfig, ArchError
-from toolkit.train.data import DataError, build_datasets, calibration_images
 from toolkit.zoo import get_arch, list_models
 
 
@@ -39,9 +39,10 @@ def _norm_info(data_name: str, image_size: int, resolution: int) -> dict:
 
 
 def run(args: argparse.Namespace) -> dict:
-    from toolkit.export import export_subnet, sha256_file
+    from toolkit.evaluate import recalibrate_bn
+    from toolkit.export import export_subnet
+    from toolkit.fileio import sha256_file
     from toolkit.supernet import StaticViT
-    from toolkit.train.evaluate import recalibrate_bn
 
     if bool(args.model) == bool(args.arch):
         raise ArchError("give exactly one of --model NAME or --arch subnet.json")

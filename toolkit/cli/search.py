@@ -250,7 +250,7 @@ def run(args) -> dict:
 
         if accuracy_model is None:
             lo = min(budgets) * cfg.lower_frac
-            from toolkit.export import sha256_file
+            from toolkit.fileio import sha256_file
 
             header = {"supernet_sha256": sha256_file(ckpt_path),
                       "data": str(data) if data else None, "image_size": image_size,
@@ -408,7 +408,7 @@ def _manifest(args, cost: Cost, cfg: SearchConfig, ckpt: Path) -> dict:
     """What makes a search folder's run this run: resuming needs all of it to match."""
     from dataclasses import asdict
 
-    from toolkit.export import sha256_file
+    from toolkit.fileio import sha256_file
 
     m = {"format": "evit-search-run", "supernet_sha256": sha256_file(ckpt),
          "data": args.data, "cost": cost.kind, "config": asdict(cfg),
@@ -462,7 +462,7 @@ def _already_exported(art: Path, arch: dict, ckpt: Path, data: str | None = None
     """True when ``art`` and its sidecar hold exactly this subnet from this checkpoint,
     calibrated on the same data (a resumed search does not convert again); anything missing
     or different: export again."""
-    from toolkit.export import sha256_file
+    from toolkit.fileio import sha256_file
 
     side = art.with_name(art.name + ".json")
     if not (art.is_file() and side.is_file()):

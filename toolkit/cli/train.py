@@ -22,9 +22,9 @@ import sys
 import typing
 
 from toolkit.checkpoint import CheckpointError
+from toolkit.data.datasets import DataError
 from toolkit.space import ArchError
 from toolkit.train.config import ConfigError, TrainConfig
-from toolkit.train.data import DataError
 from toolkit.train.teachers import TeacherError
 
 HELP = {
@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = config_from_args(args)
         cfg.validate()
         if args.print_config:
-            from toolkit.train.data import build_datasets
+            from toolkit.data.datasets import build_datasets
 
             n = len(build_datasets(cfg.data, cfg.image_size, cfg.seed).train)
             print(json.dumps(cfg.resolved(n).to_dict(), indent=1))

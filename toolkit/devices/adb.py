@@ -22,10 +22,11 @@ from pathlib import Path, PurePosixPath
 import adbutils
 
 from device_profiles import DeviceProfile, match_profile
+from toolkit.fileio import sha256_file
 
 from .base import DeviceError, DeviceGone, DeviceTimeout, ShellResult, Snapshot
 from .benchmark_model import BenchmarkFlags
-from .binary import BenchmarkBinary, sha256_file
+from .binary import BenchmarkBinary
 from .hygiene import parse_snapshot, snapshot_command
 
 REMOTE_DIR = "/data/local/tmp/evit"

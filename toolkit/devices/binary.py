@@ -10,7 +10,6 @@ about on stderr with its hash: the nightly "latest" URL serves a different build
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import sys
@@ -18,6 +17,9 @@ import tempfile
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+
+from toolkit import fileio
+from toolkit.fileio import sha256_file
 
 from .base import BinaryError
 
@@ -30,15 +32,7 @@ ELF_AARCH64 = 183
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("EVIT_CACHE", Path.home() / ".cache" / "evit")) / "benchmark_model"
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return fileio.cache_dir("benchmark_model")
 
 
 @dataclass(frozen=True)

@@ -22,9 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
+from toolkit.fileio import sha256_file
+
 from .base import Device, DeviceError, RunSpec
 from .benchmark_model import BenchmarkParseError, parse_op_csv, parse_output
-from .binary import sha256_file
 from .host import HostDevice, runtime_versions
 from .hygiene import wait_for_cooldown
 from .store import Result, ResultStore

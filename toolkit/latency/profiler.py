@@ -32,6 +32,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from toolkit import fileio
 from toolkit.fileio import atomic_write_json, sweep_temps
 from toolkit.space import SPACE, ArchConfig, SearchSpace
 
@@ -87,7 +88,7 @@ def kernel_module(k: Kernel, num_classes: int = 1000) -> tuple[nn.Module, torch.
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("EVIT_CACHE", Path.home() / ".cache" / "evit")) / "kernels"
+    return fileio.cache_dir("kernels")
 
 
 def _versions() -> str:

@@ -236,7 +236,7 @@ def import_release(src: str | Path, out: str | Path | None = None,
     """Read a release checkpoint; return (and, with ``out``, atomically write) the evit
     checkpoint of ``Supernet(layout="release")`` and a report of what was found."""
     from toolkit.checkpoint import FORMAT, RELEASE_LAYOUT_VERSION
-    from toolkit.export import sha256_file
+    from toolkit.fileio import sha256_file
     from toolkit.supernet import Supernet
 
     p = Path(src)

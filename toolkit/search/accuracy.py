@@ -17,8 +17,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from toolkit.evaluate import recalibrate_bn
 from toolkit.space import ArchConfig
-from toolkit.train.evaluate import recalibrate_bn
 
 Subset = torch.utils.data.Subset
 _WORKERS = min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
@@ -63,7 +63,7 @@ class AccuracyEvaluator:
         ``search/<class>/`` (the release's layout). A folder without one falls back to a
         fixed slice of its training images (``warn`` is told). ``None`` sizes: see
         :func:`default_sizes`."""
-        from toolkit.train.data import DigitsDataset, ImageFolderDataset, build_datasets
+        from toolkit.data.datasets import DigitsDataset, ImageFolderDataset, build_datasets
 
         calib_default, search_default = default_sizes(data)
         calib_images = calib_default if calib_images is None else calib_images

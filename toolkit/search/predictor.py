@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from toolkit import fileio
 from toolkit.fileio import atomic_write_json
 from toolkit.space import COLUMNS, SPACE, ArchConfig
 
@@ -39,7 +39,7 @@ class AccuracyPredictorError(ValueError):
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("EVIT_CACHE", Path.home() / ".cache" / "evit")) / "accuracy"
+    return fileio.cache_dir("accuracy")
 
 
 def fitness_key(supernet_sha256: str, fitness: dict) -> str:

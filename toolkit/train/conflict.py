@@ -22,10 +22,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from toolkit.evaluate import evaluate_subnets
 from toolkit.flops import flops
 from toolkit.space import ArchConfig, SearchSpace
 from toolkit.supernet import Supernet
-from toolkit.train.evaluate import evaluate_subnets
 
 
 def _bar(items, desc: str):

@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
-import os
 import sys
 import time
 import zipfile
@@ -31,6 +30,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from toolkit.fileio import cache_dir
 
 __all__ = ["TeacherError", "load_teacher", "load_teachers", "teacher_probs", "check_spec",
            "digits_teacher", "DIGITS_TEACHER", "TEACHER_KINDS"]
@@ -269,13 +270,12 @@ _RECIPE = {"model": "DigitsCNN-v1", "epochs": 30, "batch": 64, "lr": 3e-3,
 def _cache_path(data_digest: str) -> Path:
     key = json.dumps({**_RECIPE, "data": data_digest,
                       "torch": ".".join(torch.__version__.split(".")[:2])}, sort_keys=True)
-    root = Path(os.environ.get("EVIT_CACHE", Path.home() / ".cache" / "evit"))
-    return root / "teachers" / f"digits-{hashlib.sha256(key.encode()).hexdigest()[:16]}.pt"
+    return cache_dir("teachers") / f"digits-{hashlib.sha256(key.encode()).hexdigest()[:16]}.pt"
 
 
 def digits_teacher(cache: bool = True, verbose: bool = True) -> DigitsCNN:
     """The embedded digits teacher: loaded from the cache, or trained (and cached) now."""
-    from toolkit.train.data import DigitsDataset
+    from toolkit.data.datasets import DigitsDataset
 
     train_set = DigitsDataset("train", seed=_RECIPE["seed"])
     digest = hashlib.sha256(train_set.x.numpy().tobytes()
@@ -307,7 +307,7 @@ def digits_teacher(cache: bool = True, verbose: bool = True) -> DigitsCNN:
 
 
 def _fit_digits(model: DigitsCNN, train_set) -> float:
-    from toolkit.train.data import DigitsDataset
+    from toolkit.data.datasets import DigitsDataset
 
     g = torch.Generator().manual_seed(_RECIPE["seed"])
     torch_state = torch.random.get_rng_state()

@@ -40,14 +40,15 @@ from toolkit.checkpoint import (
     load_checkpoint,
     supernet_from_checkpoint,
 )
+from toolkit.data.datasets import BatchStream, build_datasets
+from toolkit.evaluate import evaluate_subnets
 from toolkit.fileio import atomic_write, atomic_write_json, sweep_temps
 from toolkit.flops import flops
 from toolkit.space import SPACE, ArchConfig, SearchSpace
 from toolkit.supernet import Supernet
 from toolkit.train.config import ConfigError, TrainConfig
-from toolkit.train.data import BatchStream, build_datasets, mixup_cutmix
-from toolkit.train.evaluate import evaluate_subnets
 from toolkit.train.losses import alpha_divergence, soft_cross_entropy
+from toolkit.train.mixup import mixup_cutmix
 from toolkit.train.samplers import ConflictAwareSampler, make_sampler
 from toolkit.train.subspace import level_space
 from toolkit.train.teachers import load_teachers, teacher_probs

@@ -7,7 +7,7 @@ the batches an uninterrupted one would.
 * ``--data DIR``: ``DIR/train/<class>/*.jpg`` and ``DIR/val/<class>/*.jpg`` (any PIL format).
   Train: RandomResizedCrop (bicubic), horizontal flip, RandAugment
   ``rand-n1-m1-mstd0.5-inc1``, random erasing (p=0.01, per-pixel noise), each with timm's
-  semantics (``toolkit/train/augment.py``). Eval: resize to size/0.875 (bicubic), centre
+  semantics (``toolkit/data/augment.py``). Eval: resize to size/0.875 (bicubic), centre
   crop. ImageNet mean/std.
 * no ``--data``: scikit-learn's 8x8 handwritten digits (1,797 images shipped inside
   scikit-learn, no download), upscaled to 32x32; a fixed stratified 20% is held out for
@@ -16,7 +16,6 @@ the batches an uninterrupted one would.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,9 +25,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps
 
-from toolkit.train.augment import rand_augment, random_erasing, random_resized_crop
+from toolkit.data.augment import rand_augment, random_erasing, random_resized_crop
 
-__all__ = ["DataError", "build_datasets", "BatchStream", "mixup_cutmix", "DigitsDataset",
+__all__ = ["DataError", "build_datasets", "BatchStream", "DigitsDataset",
            "ImageFolderDataset", "IMAGENET_MEAN", "IMAGENET_STD"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -242,30 +241,3 @@ class BatchStream:
             for x, y in loader:
                 yield step, x, y
                 step += 1
-
-
-def mixup_cutmix(x: torch.Tensor, y: torch.Tensor, num_classes: int, seed: int, step: int,
-                 mixup: float = 0.01, cutmix: float = 0.01, smoothing: float = 0.1,
-                 switch_prob: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
-    """Batch-mode mixup/cutmix (release defaults: alphas 0.01, smoothing 0.1). Soft targets."""
-    from toolkit.train.losses import one_hot_smooth
-
-    t = one_hot_smooth(y, num_classes, smoothing)
-    if mixup <= 0 and cutmix <= 0:
-        return x, t
-    rng = np.random.default_rng((seed, step, 0xC0))
-    use_cut = cutmix > 0 and (mixup <= 0 or rng.random() < switch_prob)
-    lam = float(rng.beta(cutmix, cutmix) if use_cut else rng.beta(mixup, mixup))
-    xf = x.flip(0)
-    if use_cut:
-        h, w = x.shape[-2:]
-        ch, cw = int(h * math.sqrt(1 - lam)), int(w * math.sqrt(1 - lam))
-        cy, cx = int(rng.integers(h)), int(rng.integers(w))
-        y0, y1 = max(cy - ch // 2, 0), min(cy + ch // 2, h)
-        x0, x1 = max(cx - cw // 2, 0), min(cx + cw // 2, w)
-        x = x.clone()
-        x[..., y0:y1, x0:x1] = xf[..., y0:y1, x0:x1]
-        lam = 1 - (y1 - y0) * (x1 - x0) / (h * w)
-    else:
-        x = x * lam + xf * (1 - lam)
-    return x, t * lam + t.flip(0) * (1 - lam)
