@@ -351,9 +351,9 @@ def run(args) -> dict:
     if args.measure:
         if not args.export or args.export != "tflite":
             raise SearchError("--measure needs --export tflite")
-        from toolkit.cli.profile import open_device
         from toolkit.devices.base import RunSpec
         from toolkit.devices.measure import measure
+        from toolkit.devices.resolve import open_device
 
         binary = None
         if args.device.lower() != "host":
