@@ -39,6 +39,9 @@ from toolkit.space import (
     HEAD_DIM,
     HEAD_EXPAND,
     HEAD_WIDTH,
+    REDUCTION_EXPAND,
+    REDUCTION_KERNEL,
+    SE_REDUCTION,
     STAGE_NAMES,
     STAGE_SPACES,
     ArchConfig,
@@ -97,7 +100,7 @@ def _mbconv_macs(cin, cout, e, k, r, stride2: bool, se: bool, expand: bool = Tru
     t = cin * inner * rin * rin if expand else 0
     t = t + inner * k * k * r * r + inner * cout * r * r
     if se:
-        t = t + 2 * inner * (inner // 4)
+        t = t + 2 * inner * (inner // SE_REDUCTION)
     if stride2:
         t = t + cin * cout * r * r
     return t
@@ -170,7 +173,7 @@ def _mbconv_params(cin, cout, e, k, se: bool, expand: bool = True):
     p = cin * inner + _bn(inner) if expand else 0
     p = p + inner * k * k + _bn(inner) + inner * cout + _bn(cout)
     if se:
-        mid = inner // 4
+        mid = inner // SE_REDUCTION
         p = p + inner * mid + mid + mid * inner + inner
     return p + (cin != cout) * cin * cout  # 1x1 shortcut conv, no bias
 
@@ -199,7 +202,7 @@ def _parts_params(c: dict[str, Any], num_classes: int) -> dict[str, Any]:
             rest = _mbconv_params(w, w, e, k, sp.se, has_pw)
         else:
             rest = _layer_params(w, c[f"{n}.mlp_ratio"], c[f"{n}.v_scale"], g[n])
-            first = _mbconv_params(cin, w, 6, 3, True) + rest
+            first = _mbconv_params(cin, w, REDUCTION_EXPAND, REDUCTION_KERNEL, True) + rest
         out[n] = first + (d - 1) * rest
         cin = w
     hid = HEAD_EXPAND * cin
@@ -245,7 +248,7 @@ def counted_macs_corrections(arch: ArchConfig) -> dict[str, int]:
                 out["mbconv_shortcut"] -= cin * st.width * r * r
         else:
             inner = cin * 6
-            out["downsample_se"] += 2 * inner * (inner // 4)
+            out["downsample_se"] += 2 * inner * (inner // SE_REDUCTION)
             if cin != st.width:
                 out["downsample_shortcut"] += cin * st.width * r * r
             if sp.stride == 2:

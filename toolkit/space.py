@@ -44,12 +44,23 @@ __all__ = [
     "SPACE",
     "ArchError",
     "STAGE_NAMES",
+    "HEAD_DIM",
+    "HEAD_WIDTH",
+    "HEAD_EXPAND",
+    "STEM_KERNEL",
+    "STEM_STRIDE",
+    "REDUCTION_EXPAND",
+    "REDUCTION_KERNEL",
+    "SE_REDUCTION",
 ]
 
 STAGE_NAMES = ("mbv2_1", "mbv2", "mbv3", "t1", "t2", "t3", "t4")
 HEAD_DIM = 16  # transformer head width; heads = C // 16
 HEAD_WIDTH = 1984  # MBPool head hidden width
 HEAD_EXPAND = 6  # MBPool per-token expansion C -> 6C
+STEM_KERNEL, STEM_STRIDE = 3, 2  # the conv stem: 3x3, stride 2
+REDUCTION_EXPAND, REDUCTION_KERNEL = 6, 3  # the fixed MBv3 block opening each transformer stage
+SE_REDUCTION = 4  # squeeze-excitation hidden width = channels // 4
 
 
 class ArchError(ValueError):

@@ -22,15 +22,26 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from toolkit.space import COLUMNS, SPACE, ArchConfig
+from toolkit.space import (
+    COLUMNS,
+    HEAD_EXPAND,
+    HEAD_WIDTH,
+    REDUCTION_EXPAND,
+    REDUCTION_KERNEL,
+    SE_REDUCTION,
+    SPACE,
+    STAGE_SPACES,
+    STEM_KERNEL,
+    STEM_STRIDE,
+    ArchConfig,
+)
 
 KINDS = ("firstconv", "mbconv", "transds", "attn", "ffn", "head")
 FIELDS = ("kind", "hw", "cin", "cout", "expand", "kernel", "stride", "se", "mlp", "v")
 RADIX = (8, 512, 512, 2048, 8, 8, 4, 2, 8, 8)
 CONVENTIONS = ("table", "network")
-HEAD_OUT = 1984
-CONV_STAGES = (("mbv2_1", 1, False), ("mbv2", 2, False), ("mbv3", 2, True))
-T_STAGES = (("t1", 2), ("t2", 1), ("t3", 2), ("t4", 2))
+CONV_STAGES = tuple((s.name, s.stride, s.se) for s in STAGE_SPACES if s.kind == "conv")
+T_STAGES = tuple((s.name, s.stride) for s in STAGE_SPACES if s.kind == "transformer")
 
 
 _MAX_DEPTH = {c.split(".")[0]: max(ch) for c, ch in zip(COLUMNS, SPACE.choices)
@@ -88,8 +99,8 @@ def _slots(col: dict, z, one, convention: str,
     slots: list[tuple[dict, object]] = []
     res = col["resolution"]
     slots.append(({"kind": z + 0, "hw": res, "cin": z + 3, "cout": col["stem_width"],
-                   "kernel": z + 3, "stride": z + 2}, one))
-    hw, cin = res // 2, col["stem_width"]
+                   "kernel": z + STEM_KERNEL, "stride": z + STEM_STRIDE}, one))
+    hw, cin = res // STEM_STRIDE, col["stem_width"]
     for name, stride, se in CONV_STAGES:
         depth, width = col[f"{name}.depth"], col[f"{name}.width"]
         expand = col.get(f"{name}.expand", z + 1)
@@ -105,8 +116,9 @@ def _slots(col: dict, z, one, convention: str,
     for name, stride in T_STAGES:
         depth, width = col[f"{name}.depth"], col[f"{name}.width"]
         mlp, v = col[f"{name}.mlp_ratio"], col[f"{name}.v_scale"]
-        slots.append(({"kind": z + 2, "hw": hw, "cin": cin, "cout": width, "expand": z + 6,
-                       "kernel": z + 3, "stride": z + stride, "se": z + 1}, one))
+        slots.append(({"kind": z + 2, "hw": hw, "cin": cin, "cout": width,
+                       "expand": z + REDUCTION_EXPAND, "kernel": z + REDUCTION_KERNEL,
+                       "stride": z + stride, "se": z + 1}, one))
         if stride == 2:
             hw = _half(hw, convention, ceil=True)
         for j in range(depth if active_only else _MAX_DEPTH[name]):
@@ -115,8 +127,8 @@ def _slots(col: dict, z, one, convention: str,
             slots.append(({"kind": z + 4, "hw": hw, "cin": width, "cout": width, "mlp": mlp},
                           active))
         cin = width
-    slots.append(({"kind": z + 5, "hw": hw, "cin": cin, "cout": z + HEAD_OUT, "expand": z + 6},
-                  one))
+    slots.append(({"kind": z + 5, "hw": hw, "cin": cin, "cout": z + HEAD_WIDTH,
+                   "expand": z + HEAD_EXPAND}, one))
     return slots
 
 
@@ -174,7 +186,7 @@ class Kernel:
             return f"transattn_{k.hw}_{k.cout}_hard_swish_{k.v}_ln"
         if k.kind == "ffn":
             return f"transffn_{k.hw}_{k.cout}_{k.mlp}_hard_swish_ln"
-        return f"mbpool_{k.hw}_{k.cin}_{HEAD_OUT}_6_hard_swish"
+        return f"mbpool_{k.hw}_{k.cin}_{HEAD_WIDTH}_{HEAD_EXPAND}_hard_swish"
 
     def features(self) -> dict[str, float]:
         return kernel_features(np.array([self.code]))[self.kind][0]
@@ -185,20 +197,21 @@ def parse_key(key: str) -> Kernel:
     p = key.split("_")
     try:
         if p[0] == "firstconv":
-            return Kernel("firstconv", hw=int(p[1]), cin=3, cout=int(p[3]), kernel=3, stride=2)
+            return Kernel("firstconv", hw=int(p[1]), cin=3, cout=int(p[3]), kernel=STEM_KERNEL,
+                          stride=STEM_STRIDE)
         if p[0] == "conv":
             return Kernel("mbconv", hw=int(p[1]), cin=int(p[2]), cout=int(p[3]),
                           expand=int(p[4]), stride=int(p[5]), kernel=int(p[8]),
                           se=int(p[9] == "se"))
         if p[0] == "transds":
             return Kernel("transds", hw=int(p[1]), cin=int(p[2]), cout=int(p[3]),
-                          expand=int(p[5]), kernel=3, stride=int(p[4]), se=1)
+                          expand=int(p[5]), kernel=REDUCTION_KERNEL, stride=int(p[4]), se=1)
         if p[0] == "transattn":
             return Kernel("attn", hw=int(p[1]), cin=int(p[2]), cout=int(p[2]), v=int(p[5]))
         if p[0] == "transffn":
             return Kernel("ffn", hw=int(p[1]), cin=int(p[2]), cout=int(p[2]), mlp=int(p[3]))
         if p[0] == "mbpool":
-            return Kernel("head", hw=int(p[1]), cin=int(p[2]), cout=int(p[3]), expand=6)
+            return Kernel("head", hw=int(p[1]), cin=int(p[2]), cout=int(p[3]), expand=HEAD_EXPAND)
     except (IndexError, ValueError) as e:
         raise ValueError(f"malformed kernel key {key!r}") from e
     raise ValueError(f"unknown kernel key {key!r} (kinds: firstconv, conv, transds, transattn, "
@@ -261,7 +274,7 @@ def _feature_value(kind: str, name: str, d: dict) -> np.ndarray:
         hid = cin * d["expand"]
         k2 = d["kernel"].astype(np.float64) ** 2
         expand = np.where(d["expand"] > 1, hw * hw * cin * hid, 0)
-        se = d["se"] * 2 * hid * np.maximum(hid // 4, 1)
+        se = d["se"] * 2 * hid * np.maximum(hid // SE_REDUCTION, 1)
         macs = expand + o * o * hid * k2 + o * o * hid * cout + se
         params = np.where(d["expand"] > 1, cin * hid, 0) + hid * k2 + hid * cout + se
         bytes_ = hw * hw * cin + 2 * hw * hw * hid + o * o * cout + params
@@ -280,8 +293,8 @@ def _feature_value(kind: str, name: str, d: dict) -> np.ndarray:
         bytes_ = 2 * n * cout + n * cout * d["mlp"] + params
     else:  # head
         hid = 6 * cin
-        macs = hw * hw * cin * hid + hid * HEAD_OUT
-        params = cin * hid + hid * HEAD_OUT
+        macs = hw * hw * cin * hid + hid * HEAD_WIDTH
+        params = cin * hid + hid * HEAD_WIDTH
         bytes_ = hw * hw * (cin + hid) + params
     return {"macs": macs, "params": params, "bytes": bytes_}[name]
 

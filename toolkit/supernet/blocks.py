@@ -17,7 +17,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from toolkit.space import HEAD_DIM, HEAD_EXPAND, HEAD_WIDTH, ConvStage, TransformerStage
+from toolkit.space import (
+    HEAD_DIM,
+    HEAD_EXPAND,
+    HEAD_WIDTH,
+    REDUCTION_EXPAND,
+    REDUCTION_KERNEL,
+    SE_REDUCTION,
+    ConvStage,
+    TransformerStage,
+)
 from toolkit.supernet.layers import (
     ElasticBatchNorm,
     ElasticJointLayerNorm,
@@ -48,8 +57,8 @@ class ElasticMBConv(nn.Module):
         self.dw = nn.Conv2d(inner, inner, max_kernel, groups=inner, bias=False)
         self.dw_bn = ElasticBatchNorm(inner)
         if se:
-            self.se_reduce = nn.Conv2d(inner, inner // 4, 1)
-            self.se_expand = nn.Conv2d(inner // 4, inner, 1)
+            self.se_reduce = nn.Conv2d(inner, inner // SE_REDUCTION, 1)
+            self.se_expand = nn.Conv2d(inner // SE_REDUCTION, inner, 1)
         self.pwl = nn.Conv2d(inner, max_out, 1, bias=False)
         self.pwl_bn = ElasticBatchNorm(max_out)
         if shortcut:
@@ -63,7 +72,7 @@ class ElasticMBConv(nn.Module):
         if self.has_pw:
             w["pw.weight"] = self.pw.weight[:inner, :cin]
         if self.has_se:
-            mid = inner // 4
+            mid = inner // SE_REDUCTION
             w.update({"se.reduce.weight": self.se_reduce.weight[:mid, :inner],
                       "se.reduce.bias": self.se_reduce.bias[:mid],
                       "se.expand.weight": self.se_expand.weight[:inner, :mid],
@@ -205,15 +214,16 @@ class ElasticTransformerStage(nn.Module):
     def __init__(self, max_in: int, max_width: int, max_depth: int, max_ratio: int, max_v: int,
                  max_grid: int, stride: int, release: bool = False):
         super().__init__()
-        self.reduction = ElasticMBConv(max_width if release else max_in, max_width, 6, 3, stride,
-                                       se=True, shortcut=True, release=release)
+        self.reduction = ElasticMBConv(max_width if release else max_in, max_width,
+                                       REDUCTION_EXPAND, REDUCTION_KERNEL, stride, se=True,
+                                       shortcut=True, release=release)
         attn = ReleaseElasticAttention if release else ElasticAttention
         self.attns = nn.ModuleList(attn(max_width, max_v, max_grid) for _ in range(max_depth))
         self.ffns = nn.ModuleList(ElasticFFN(max_width, max_ratio, release)
                                   for _ in range(max_depth))
 
     def forward(self, x: torch.Tensor, st: TransformerStage) -> torch.Tensor:
-        x = self.reduction(x, st.width, 6, 3)
+        x = self.reduction(x, st.width, REDUCTION_EXPAND, REDUCTION_KERNEL)
         b, c, h, w = x.shape
         t = x.flatten(2).transpose(1, 2)  # every pixel is a token
         for attn, ffn in zip(self.attns[:st.depth], self.ffns[:st.depth]):
@@ -222,7 +232,8 @@ class ElasticTransformerStage(nn.Module):
 
     def state_for(self, cin: int, st: TransformerStage, grid: int,
                   prefix: str) -> dict[str, torch.Tensor]:
-        d = self.reduction.state_for(cin, st.width, 6, 3, prefix + "reduction.")
+        d = self.reduction.state_for(cin, st.width, REDUCTION_EXPAND, REDUCTION_KERNEL,
+                                     prefix + "reduction.")
         for i in range(st.depth):
             d.update(self.attns[i].state_for(st.width, st.v_scale, grid, f"{prefix}attns.{i}."))
             d.update(self.ffns[i].state_for(st.width, st.mlp_ratio, f"{prefix}ffns.{i}."))

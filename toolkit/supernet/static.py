@@ -27,7 +27,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from toolkit.flops import stage_grids
-from toolkit.space import HEAD_DIM, HEAD_EXPAND, HEAD_WIDTH, STAGE_SPACES, ArchConfig, ConvStage
+from toolkit.space import (
+    HEAD_DIM,
+    HEAD_EXPAND,
+    HEAD_WIDTH,
+    REDUCTION_EXPAND,
+    REDUCTION_KERNEL,
+    SE_REDUCTION,
+    STAGE_SPACES,
+    ArchConfig,
+    ConvStage,
+)
 from toolkit.supernet.layers import JointLayerNorm, check_layout, hard_sigmoid, init_weights
 
 __all__ = ["StaticViT", "MBConv", "Attention", "FFN", "MBPoolHead", "attention_core",
@@ -100,8 +110,8 @@ def residual_pool_padded(x: torch.Tensor) -> torch.Tensor:
 class SqueezeExcite(nn.Module):
     def __init__(self, channels: int):
         super().__init__()
-        self.reduce = nn.Conv2d(channels, channels // 4, 1)
-        self.expand = nn.Conv2d(channels // 4, channels, 1)
+        self.reduce = nn.Conv2d(channels, channels // SE_REDUCTION, 1)
+        self.expand = nn.Conv2d(channels // SE_REDUCTION, channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s = F.relu(self.reduce(x.mean((2, 3), keepdim=True)))
@@ -213,7 +223,8 @@ class TransformerStageModule(nn.Module):
     def __init__(self, cin: int, width: int, depth: int, mlp_ratio: int, v_scale: int,
                  stride: int, grid: int, release: bool = False):
         super().__init__()
-        self.reduction = MBConv(cin, width, 6, 3, stride, se=True, padded_pool=release)
+        self.reduction = MBConv(cin, width, REDUCTION_EXPAND, REDUCTION_KERNEL, stride, se=True,
+                                padded_pool=release)
         self.attns = nn.ModuleList(Attention(width, v_scale, grid, release)
                                    for _ in range(depth))
         self.ffns = nn.ModuleList(FFN(width, mlp_ratio, release) for _ in range(depth))
