@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from toolkit.fileio import atomic_write
+from converters.fileio import atomic_write
 
 __all__ = ["QUANTIZED_PRECISIONS", "INT8_FLOAT_OPS", "DYNAMIC_FLOAT_OPS", "quantize_tflite"]
 

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from toolkit.space import (
+from toolkit.choices import (
     COLUMNS,
     HEAD_DIM,
     HEAD_EXPAND,
@@ -44,7 +44,8 @@ from toolkit.space import (
     SE_REDUCTION,
     STAGE_NAMES,
     STAGE_SPACES,
-    ArchConfig,
+    ArchLike,
+    stage_grids,
 )
 
 __all__ = [
@@ -60,22 +61,7 @@ __all__ = [
 PARTS = ("first_conv",) + STAGE_NAMES + ("head",)
 
 
-def _ceil_half(r: Any) -> Any:
-    return (r + 1) // 2
-
-
-def stage_grids(resolution: Any) -> dict[str, Any]:
-    """Feature-map side per stage (conv stages halve, transformer stages ceil-halve)."""
-    r0 = resolution // 2
-    c1 = r0 // 2
-    c2 = c1 // 2
-    t1 = _ceil_half(c2)
-    t3 = _ceil_half(t1)
-    return {"first_conv": r0, "mbv2_1": r0, "mbv2": c1, "mbv3": c2, "t1": t1, "t2": t1, "t3": t3,
-            "t4": _ceil_half(t3)}
-
-
-def _cols_of(arch: ArchConfig) -> dict[str, Any]:
+def _cols_of(arch: ArchLike) -> dict[str, Any]:
     c: dict[str, Any] = {"resolution": arch.resolution, "stem_width": arch.stem_width}
     for sp, st in zip(STAGE_SPACES, arch.stages):
         for dim in sp.dims:
@@ -145,12 +131,12 @@ def _parts_macs(c: dict[str, Any], num_classes: int) -> dict[str, Any]:
     return out
 
 
-def flops_breakdown(arch: ArchConfig, num_classes: int = 1000) -> dict[str, float]:
+def flops_breakdown(arch: ArchLike, num_classes: int = 1000) -> dict[str, float]:
     """Official MFLOPs per part: first_conv, mbv2_1 ... t4, head."""
     return {k: v / 1e6 for k, v in _parts_macs(_cols_of(arch), num_classes).items()}
 
 
-def flops(arch: ArchConfig, num_classes: int = 1000) -> float:
+def flops(arch: ArchLike, num_classes: int = 1000) -> float:
     """Official MFLOPs (multiply-adds / 1e6) of a subnet."""
     return sum(_parts_macs(_cols_of(arch), num_classes).values()) / 1e6
 
@@ -211,7 +197,7 @@ def _parts_params(c: dict[str, Any], num_classes: int) -> dict[str, Any]:
     return out
 
 
-def params(arch: ArchConfig, num_classes: int = 1000, layout: str = "evit") -> int:
+def params(arch: ArchLike, num_classes: int = 1000, layout: str = "evit") -> int:
     """Exact parameter count of the static subnet (``extract(arch)``/``create_model``).
 
     ``layout="release"`` adds the bias of the head's first linear (6·C); its position tables
@@ -227,7 +213,7 @@ def params_encoded(enc: np.ndarray, num_classes: int = 1000) -> np.ndarray:
 # --------------------------------------------------------------------------- cross-check
 
 
-def counted_macs_corrections(arch: ArchConfig) -> dict[str, int]:
+def counted_macs_corrections(arch: ArchLike) -> dict[str, int]:
     """What a real MAC counter sees minus the official formula, term by term (see module doc).
 
     ``FlopCounterMode`` total / 2 == official MACs + sum(these values), exactly.

@@ -27,12 +27,33 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union
 
 import numpy as np
+
+from toolkit.choices import (
+    _COLUMNS,
+    COLUMNS,
+    HEAD_DIM,
+    HEAD_EXPAND,
+    HEAD_WIDTH,
+    REDUCTION_EXPAND,
+    REDUCTION_KERNEL,
+    RESOLUTIONS,
+    SE_REDUCTION,
+    STAGE_NAMES,
+    STAGE_SPACES,
+    STEM_KERNEL,
+    STEM_STRIDE,
+    STEM_WIDTHS,
+    ConvStageSpace,
+    StageSpace,
+    TransformerStageSpace,
+    stage_grids,
+)
 
 __all__ = [
     "ArchConfig",
@@ -52,16 +73,13 @@ __all__ = [
     "REDUCTION_EXPAND",
     "REDUCTION_KERNEL",
     "SE_REDUCTION",
+    "STAGE_SPACES",
+    "StageSpace",
+    "RESOLUTIONS",
+    "STEM_WIDTHS",
+    "COLUMNS",
+    "stage_grids",
 ]
-
-STAGE_NAMES = ("mbv2_1", "mbv2", "mbv3", "t1", "t2", "t3", "t4")
-HEAD_DIM = 16  # transformer head width; heads = C // 16
-HEAD_WIDTH = 1984  # MBPool head hidden width
-HEAD_EXPAND = 6  # MBPool per-token expansion C -> 6C
-STEM_KERNEL, STEM_STRIDE = 3, 2  # the conv stem: 3x3, stride 2
-REDUCTION_EXPAND, REDUCTION_KERNEL = 6, 3  # the fixed MBv3 block opening each transformer stage
-SE_REDUCTION = 4  # squeeze-excitation hidden width = channels // 4
-
 
 class ArchError(ValueError):
     """An architecture config that is not a member of the search space."""
@@ -71,71 +89,6 @@ def _fmt(values: Iterable[int]) -> str:
     return ", ".join(str(v) for v in values)
 
 
-# --------------------------------------------------------------------------- stage spaces
-
-
-@dataclass(frozen=True)
-class ConvStageSpace:
-    """Choices of one MBConv stage."""
-
-    name: str
-    depths: tuple[int, ...]
-    widths: tuple[int, ...]
-    kernels: tuple[int, ...]
-    expands: tuple[int, ...]
-    stride: int
-    se: bool
-    kind: str = field(default="conv", init=False)
-
-    @property
-    def dims(self) -> tuple[str, ...]:
-        return ("depth", "width", "kernel", "expand")
-
-    def choices(self, dim: str) -> tuple[int, ...]:
-        return {"depth": self.depths, "width": self.widths, "kernel": self.kernels,
-                "expand": self.expands}[dim]
-
-
-@dataclass(frozen=True)
-class TransformerStageSpace:
-    """Choices of one transformer stage (it opens with a fixed MBv3 downsample block)."""
-
-    name: str
-    depths: tuple[int, ...]
-    widths: tuple[int, ...]
-    mlp_ratios: tuple[int, ...]
-    v_scales: tuple[int, ...]
-    stride: int
-    kind: str = field(default="transformer", init=False)
-
-    @property
-    def dims(self) -> tuple[str, ...]:
-        return ("depth", "width", "mlp_ratio", "v_scale")
-
-    def choices(self, dim: str) -> tuple[int, ...]:
-        return {"depth": self.depths, "width": self.widths, "mlp_ratio": self.mlp_ratios,
-                "v_scale": self.v_scales}[dim]
-
-
-StageSpace = Union[ConvStageSpace, TransformerStageSpace]
-
-RESOLUTIONS = (128, 160, 176, 192, 224, 256)
-STEM_WIDTHS = (16, 24)
-_MLP = (2, 3, 4, 5)
-_V = (2, 3, 4)
-STAGE_SPACES: tuple[StageSpace, ...] = (
-    ConvStageSpace("mbv2_1", (1, 2), (16, 24), (3, 5), (1,), stride=1, se=False),
-    ConvStageSpace("mbv2", (2, 3, 4, 5), (16, 24, 32), (3, 5), (3, 4, 5, 6), stride=2, se=False),
-    ConvStageSpace("mbv3", (2, 3, 4, 5, 6), (16, 24, 32, 40, 48), (3, 5), (3, 4, 5, 6), stride=2,
-                   se=True),
-    TransformerStageSpace("t1", (1, 2, 3, 4, 5), tuple(range(48, 97, 16)), _MLP, _V, stride=2),
-    TransformerStageSpace("t2", (1, 2, 3, 4, 5, 6), tuple(range(80, 161, 16)), _MLP, _V, stride=1),
-    TransformerStageSpace("t3", (1, 2, 3, 4, 5, 6), tuple(range(144, 289, 16)), _MLP, _V,
-                          stride=2),
-    TransformerStageSpace("t4", (1, 2, 3, 4, 5, 6), tuple(range(160, 321, 16)), _MLP, _V,
-                          stride=2),
-)
-_STAGE_SPACE = {s.name: s for s in STAGE_SPACES}
 
 
 # --------------------------------------------------------------------------- configs
@@ -318,13 +271,6 @@ class ArchConfig:
 
 # --------------------------------------------------------------------------- the space
 
-# Column layout of the integer encoding (one row per subnet, actual values, not indices).
-_COLUMNS: list[tuple[str, int | None, str]] = [("resolution", None, ""), ("stem_width", None, "")]
-for _i, _sp in enumerate(STAGE_SPACES):
-    for _dim in _sp.dims:
-        if not (_dim == "expand" and len(getattr(_sp, "expands", (0, 0))) == 1):
-            _COLUMNS.append((f"{_sp.name}.{_dim}", _i, _dim))
-COLUMNS = tuple(c[0] for c in _COLUMNS)
 
 
 def _column_choices() -> list[tuple[int, ...]]:
@@ -515,20 +461,53 @@ class SearchSpace:
             raise ArchError(f"no subnet has MFLOPs in [{lo}, {hi}]: the space spans "
                             f"[{fmin:.2f}, {fmax:.2f}] MFLOPs")
         strata = self._window_strata(lo, hi, num_classes)
-        drawn, batch = 0, 8192
-        while drawn < max_draws:
-            enc = self.sample_encoded(batch, g)
+
+        def draw(n: int, g: np.random.Generator) -> np.ndarray:
+            enc = self.sample_encoded(n, g)
             if strata is not None:  # a stratum uniform among those that can hit the window
                 cols, rows = strata
-                enc[:, cols] = rows[g.integers(0, len(rows), size=batch)]
-            f = flops_encoded(enc, num_classes)
-            hit = enc[(f >= lo) & (f <= hi)]
+                enc[:, cols] = rows[g.integers(0, len(rows), size=n)]
+            return enc
+
+        hit = self.sample_window(lambda enc: flops_encoded(enc, num_classes), lo, hi, 1, g,
+                                 max_draws, batch=8192, draw=draw, truncate=False)
+        if not len(hit):
+            raise ArchError(f"no subnet with MFLOPs in [{lo}, {hi}] found in {max_draws} "
+                            "uniform draws; widen the window")
+        buf.extend(hit[::-1])  # the rest of the batch serves the next calls for this window
+        return self.decode(buf.pop())
+
+    def sample_window(self, cost: Callable[[np.ndarray], np.ndarray], lo: float, hi: float,
+                      n: int, rng: RngLike = None, max_draws: int = 2_000_000,
+                      batch: int = 4096, distinct: bool = False,
+                      draw: Callable[[int, np.random.Generator], np.ndarray] | None = None,
+                      truncate: bool = True) -> np.ndarray:
+        """Encoded subnets drawn uniformly among the allowed ones whose ``cost`` (vectorized
+        over encoded rows: MFLOPs, a latency predictor, ...) lies in ``[lo, hi]``: the one
+        rejection sampler every "a subnet in a cost window" goes through. Batches of
+        ``batch`` uniform draws (or ``draw(batch, rng)``) until ``n`` hits or ``max_draws``
+        draws; returns up to ``n`` rows in draw order (fewer when the window is that rare;
+        ``truncate=False``: every hit of the batches drawn). ``distinct``: each subnet once."""
+        g = self._rng(rng)
+        draw = draw or self.sample_encoded
+        parts, seen, have, drawn = [], set(), 0, 0
+        while have < n and drawn < max_draws:
+            enc = draw(batch, g)
             drawn += batch
-            if len(hit):
-                buf.extend(hit[::-1])
-                return self.decode(buf.pop())
-        raise ArchError(f"no subnet with MFLOPs in [{lo}, {hi}] found in {max_draws} uniform "
-                        "draws; widen the window")
+            c = np.asarray(cost(enc))
+            hit = enc[(c >= lo) & (c <= hi)]
+            if distinct:
+                keep = np.zeros(len(hit), dtype=bool)
+                for i, row in enumerate(hit):
+                    key = row.tobytes()
+                    keep[i] = key not in seen
+                    seen.add(key)
+                hit = hit[keep]
+            parts.append(hit)
+            have += len(hit)
+        out = (np.concatenate(parts) if parts
+               else np.zeros((0, len(COLUMNS)), dtype=np.int64))
+        return out[:n] if truncate else out
 
     def _window_strata(self, lo: float, hi: float, num_classes: int
                        ) -> tuple[list[int], np.ndarray] | None:

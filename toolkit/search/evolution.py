@@ -99,19 +99,9 @@ class Cost:
 
 def _feasible_samples(cost: Cost, lo: float, hi: float, n: int, rng, max_draws: int,
                       space: SearchSpace = SPACE) -> list[ArchConfig]:
-    out, seen, draws = [], set(), 0
-    while len(out) < n and draws < max_draws:
-        enc = space.sample_encoded(4096, rng)
-        draws += len(enc)
-        c = cost(enc)
-        for row in enc[(c >= lo) & (c <= hi)]:
-            key = row.tobytes()
-            if key not in seen:
-                seen.add(key)
-                out.append(space.decode(row))
-                if len(out) == n:
-                    break
-    return out
+    """Up to ``n`` distinct subnets with cost in [lo, hi] (fewer when that window is rare)."""
+    enc = space.sample_window(cost, lo, hi, n, rng, max_draws, batch=4096, distinct=True)
+    return [space.decode(row) for row in enc]
 
 
 def search(budget: float, cost: Cost, fitness: Callable[[Sequence[ArchConfig]], list[float]],

@@ -20,13 +20,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from toolkit.flops import stage_grids
 from toolkit.space import (
     RESOLUTIONS,
     STAGE_SPACES,
     STEM_WIDTHS,
     ArchConfig,
     ConvStageSpace,
+    stage_grids,
 )
 from toolkit.supernet.blocks import ElasticConvStage, ElasticHead, ElasticTransformerStage
 from toolkit.supernet.layers import ElasticBatchNorm, check_layout, init_weights

@@ -26,7 +26,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from toolkit.flops import stage_grids
 from toolkit.space import (
     HEAD_DIM,
     HEAD_EXPAND,
@@ -37,6 +36,7 @@ from toolkit.space import (
     STAGE_SPACES,
     ArchConfig,
     ConvStage,
+    stage_grids,
 )
 from toolkit.supernet.layers import JointLayerNorm, check_layout, hard_sigmoid, init_weights
 
