@@ -47,10 +47,17 @@ _CLIP_GRID = np.linspace(0.3, 1.0, 15)  # fractions of the observed range tried 
 _SAMPLES_PER_TENSOR = 4096              # values kept per tensor per image for the range fit
 
 
+@contextlib.contextmanager
 def _quiet():
-    """ai-edge-quantizer prints progress bars and a size summary per call."""
-    logging.getLogger("absl").setLevel(logging.ERROR)
-    return contextlib.ExitStack()
+    """ai-edge-quantizer logs a line per op and a size summary per call: absl's logger is
+    raised to ERROR for the call and restored after it."""
+    log = logging.getLogger("absl")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
 
 
 def _static_op_config():

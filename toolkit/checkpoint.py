@@ -16,6 +16,7 @@ EMA weights, as the release does) unless ``use_ema=False``.
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,13 @@ __all__ = ["CheckpointError", "atomic_save", "save_supernet", "load_checkpoint",
 FORMAT = "evit-supernet"
 VERSION = 2  # the newest version this evit reads
 RELEASE_LAYOUT_VERSION = 2
+
+
+# what ``torch.load(..., weights_only=True)`` raises on a file that is not a clean state:
+# truncated zip (RuntimeError), disallowed or garbled pickle (UnpicklingError), empty (EOFError),
+# not a torch file (KeyError), unreadable (OSError)
+TORCH_LOAD_ERRORS = (RuntimeError, pickle.UnpicklingError, EOFError, KeyError, ValueError,
+                     OSError)
 
 
 class CheckpointError(RuntimeError):
@@ -62,7 +70,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
                               "or pass the path of an existing supernet checkpoint")
     try:
         ckpt = torch.load(p, map_location=map_location, weights_only=True)
-    except Exception as e:  # corrupt, truncated, or containing non-tensor objects
+    except TORCH_LOAD_ERRORS as e:
         raise CheckpointError(f"checkpoint {str(p)!r} cannot be read ({type(e).__name__}: "
                               f"{str(e).splitlines()[0][:200]}); it is corrupt, truncated or not "
                               "an evit checkpoint") from None

@@ -143,7 +143,7 @@ class ImageFolderDataset(torch.utils.data.Dataset):
         try:
             with Image.open(path) as im:
                 img = im.convert("RGB")
-        except Exception as e:
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
             raise DataError(f"cannot read image {str(path)!r}: {e}") from None
         s = self.image_size
         if self.train:

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from toolkit.checkpoint import CheckpointError, atomic_save
+from toolkit.checkpoint import TORCH_LOAD_ERRORS, CheckpointError, atomic_save
 from toolkit.flops import flops
 from toolkit.release.arch import from_release
 from toolkit.space import STAGE_SPACES, ArchError
@@ -251,7 +251,7 @@ def import_release(src: str | Path, out: str | Path | None = None,
     try:
         with torch.serialization.safe_globals(allowed):
             ck = torch.load(p, map_location=map_location, weights_only=True)
-    except Exception as e:  # truncated, corrupt, or holding objects beyond tensors/builtins
+    except TORCH_LOAD_ERRORS as e:
         raise CheckpointError(
             f"{str(p)!r} cannot be read as a release checkpoint ({_load_error(e)}); it is "
             "truncated, corrupt, or holds pickled objects other than tensors and plain values "

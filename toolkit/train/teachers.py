@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from toolkit.checkpoint import TORCH_LOAD_ERRORS
 from toolkit.fileio import cache_dir
 
 __all__ = ["TeacherError", "load_teacher", "load_teachers", "teacher_probs", "check_spec",
@@ -112,7 +113,7 @@ class OnnxTeacher(nn.Module):
 
         try:
             self.sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
-        except Exception as e:  # onnxruntime raises its own exception types
+        except Exception as e:  # noqa: BLE001 - onnxruntime's own types derive from Exception
             raise TeacherError(f"teacher {path!r} is not a loadable ONNX model: {e}") from None
         ins = self.sess.get_inputs()
         if len(ins) != 1 or ins[0].type != "tensor(float)" or len(ins[0].shape) != 4:
@@ -150,7 +151,7 @@ def _load_python(spec: str, num_classes: int) -> nn.Module:
     mod = importlib.util.module_from_spec(loader)
     try:
         loader.loader.exec_module(mod)
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 - the user's module: any error it raises is reported
         raise TeacherError(f"teacher {spec!r}: importing {module!r} failed: "
                            f"{type(e).__name__}: {e}") from None
     if not callable(getattr(mod, fn, None)):
@@ -166,7 +167,7 @@ def _load_python(spec: str, num_classes: int) -> nn.Module:
     if weights:
         try:
             state = torch.load(weights, map_location="cpu", weights_only=True)
-        except Exception as e:
+        except TORCH_LOAD_ERRORS as e:
             raise TeacherError(f"teacher {spec!r}: {weights!r} is not a state dict that loads "
                                f"with weights_only=True ({type(e).__name__}: {e})") from None
         if isinstance(state, dict):
@@ -200,7 +201,7 @@ def load_teacher(spec: str, num_classes: int, image_size: int,
     elif kind == "torchscript":
         try:
             teacher = torch.jit.load(spec, map_location="cpu")
-        except Exception as e:
+        except (*TORCH_LOAD_ERRORS, torch.jit.Error) as e:
             raise TeacherError(f"teacher {spec!r} does not load as TorchScript: "
                                f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
                                ) from None
@@ -215,7 +216,7 @@ def load_teacher(spec: str, num_classes: int, image_size: int,
     try:
         with torch.no_grad():
             out = teacher(x)
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 - the user's model: any error it raises is reported
         raise TeacherError(f"teacher {spec!r} fails on a batch of shape {tuple(x.shape)}: "
                            f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
                            ) from None
@@ -289,7 +290,7 @@ def digits_teacher(cache: bool = True, verbose: bool = True) -> DigitsCNN:
                 raise ValueError("another recipe")
             model.load_state_dict(ck["state_dict"])
             return model.eval()
-        except Exception as e:  # a damaged cache entry is rebuilt, never trusted
+        except (*TORCH_LOAD_ERRORS, AttributeError, TypeError) as e:  # rebuilt, never trusted
             print(f"evit: the cached digits teacher {path} is unusable ({e}); training it again",
                   file=sys.stderr)
     t0 = time.time()
