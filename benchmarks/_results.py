@@ -12,6 +12,10 @@ from pathlib import Path
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 
+# the benchmarks are entry points: the converter's progress lines off, as evit's CLIs do
+os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+
 
 def machine() -> str:
     cpu = platform.processor() or platform.machine()

@@ -51,12 +51,11 @@ def locate_failure(model: torch.nn.Module, example: tuple[torch.Tensor, ...]) ->
 
 
 def quiet_converter() -> None:
-    """Keep a conversion's output to what matters: litert-torch prints a line per stage of
-    every conversion, its C++ converter an INFO line per graph, and its imports say that
-    torchao's CUDA kernels are absent and that torch deprecates an enum registration. Set
-    LITERT_TORCH_SHOW_PROGRESS=y or TF_CPP_MIN_LOG_LEVEL=0 to see them again."""
-    os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # C++ warnings and errors still show
+    """Keep a conversion's log to what matters: litert-torch's imports say that torchao's CUDA
+    kernels are absent and that torch deprecates an enum registration. (Its per-stage progress
+    lines and the C++ INFO lines are environment settings, which only entry points change:
+    ``toolkit/cli/__init__.py`` turns them off unless LITERT_TORCH_SHOW_PROGRESS=y or
+    TF_CPP_MIN_LOG_LEVEL=0 is set.)"""
     for name in ("torchao", "torch.utils._pytree"):
         logging.getLogger(name).setLevel(logging.ERROR)
 

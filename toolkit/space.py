@@ -382,6 +382,14 @@ class SearchSpace:
             row[_WIDTH_IDX] = self._widths.max(axis=0)
         return self.decode(row)
 
+    def mflops_range(self, num_classes: int = 1000) -> tuple[float, float]:
+        """MFLOPs of the smallest and the largest allowed subnet (the full space: 37.4 and
+        3191.5, the paper's figures)."""
+        from toolkit.flops import flops_encoded
+
+        lo, hi = flops_encoded(self.encode_many([self.min(), self.max()]), num_classes)
+        return float(lo), float(hi)
+
     # -- encoding
     def encode(self, arch: ArchConfig) -> np.ndarray:
         """Integer vector (actual values) in the order of :attr:`columns`."""
@@ -455,8 +463,7 @@ class SearchSpace:
             self._window_buffers[key] = (g, buf)
         if buf:
             return self.decode(buf.pop())
-        fmin, fmax = (flops_encoded(self.encode(a)[None], num_classes)[0]
-                      for a in (self.min(), self.max()))
+        fmin, fmax = self.mflops_range(num_classes)
         if hi < fmin or lo > fmax:
             raise ArchError(f"no subnet has MFLOPs in [{lo}, {hi}]: the space spans "
                             f"[{fmin:.2f}, {fmax:.2f}] MFLOPs")

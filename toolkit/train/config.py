@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from toolkit.space import SPACE
 from toolkit.train.samplers import LEVELS, SAMPLERS
 from toolkit.train.subspace import SUBSPACES
 
@@ -92,9 +93,12 @@ class TrainConfig:
             if v is not None and (not isinstance(v, int) or v < (0 if name == "warmup_steps"
                                                                else 1)):
                 raise bad(name, v, "use a positive integer")
+        lo, hi = SPACE.mflops_range()
         if self.levels is not None and (not self.levels or list(self.levels)
-                                        != sorted(self.levels) or self.levels[0] < 37.4):
-            raise bad("levels", self.levels, "give increasing MFLOPs levels within [37.4, 3191]")
+                                        != sorted(self.levels) or self.levels[0] < lo
+                                        or self.levels[-1] > hi):
+            raise bad("levels", self.levels,
+                      f"give increasing MFLOPs levels within [{lo:.1f}, {hi:.1f}]")
         if not -1 <= self.alpha_min <= self.alpha_max <= 1:
             raise bad("alpha_min/alpha_max", (self.alpha_min, self.alpha_max),
                       "need -1 <= alpha_min <= alpha_max <= 1")
