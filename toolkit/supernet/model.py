@@ -82,7 +82,7 @@ class Supernet(nn.Module):
         r = arch.resolution
         if x.shape[-2:] != (r, r):
             x = F.interpolate(x, size=(r, r), mode="bicubic", align_corners=False)
-        if self.training:  # NHWC convs train 1.3-1.7x faster on CPU; eval stays bit-exact
+        if self.training:  # channels-last convs train faster on CPU; eval stays bit-exact
             x = x.contiguous(memory_format=torch.channels_last)
         c0 = arch.stem_width
         x = F.conv2d(x, self.first_conv.weight[:c0], None, 2, 1)

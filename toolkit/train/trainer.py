@@ -296,7 +296,7 @@ def train(cfg: TrainConfig, resume: bool | str = False, progress: bool = True,
         out.mkdir(parents=True, exist_ok=True)
         for f in old_run:  # --overwrite: the old run goes before the new one writes anything
             f.unlink(missing_ok=True)
-        sweep_temps(out)  # what a killed checkpoint write left (an 80 MB .last.pt.*.tmp)
+        sweep_temps(out)  # what a killed checkpoint write left (a .last.pt.*.tmp)
 
     torch.manual_seed(cfg.seed)
     init = None
