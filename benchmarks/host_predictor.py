@@ -27,17 +27,17 @@ from toolkit.devices.base import RunSpec  # noqa: E402
 from toolkit.devices.host import HostDevice  # noqa: E402
 from toolkit.devices.measure import measure  # noqa: E402
 from toolkit.latency import LatencyPredictor  # noqa: E402
-from toolkit.latency.profiler import (  # noqa: E402
+from toolkit.latency.artifacts import subnet_tflite  # noqa: E402
+from toolkit.latency.campaign import (  # noqa: E402
     Build,
     CampaignConfig,
     append_jsonl,
     build_all,
     default_workers,
     read_jsonl,
-    report,
     run_campaign,
-    subnet_tflite,
 )
+from toolkit.latency.report import report  # noqa: E402
 from toolkit.space import SPACE, ArchConfig, SearchSpace  # noqa: E402
 
 

@@ -121,7 +121,7 @@ def test_table_save_load(tmp_path):
 @pytest.mark.slow
 def test_campaign_resumes_without_remeasuring(tmp_path, monkeypatch):
     from toolkit.devices.host import HostDevice
-    from toolkit.latency.profiler import CampaignConfig, read_jsonl, run_campaign
+    from toolkit.latency.campaign import CampaignConfig, read_jsonl, run_campaign
 
     monkeypatch.setenv("EVIT_CACHE", str(tmp_path / "cache"))
     dev = HostDevice()
@@ -221,7 +221,7 @@ def test_overhead_form_is_chosen_by_leave_one_out(tables):
     """Six subnets of similar size: a ratio, not a line blind to the kernels; a cost that
     grows with the weights: the weights term; a real offset across the whole space: the
     line; enough subnets with one slow kind: per-kind factors."""
-    from toolkit.latency.profiler import choose_overhead
+    from toolkit.latency.overhead import choose_overhead
     from toolkit.latency.sampling import random_subnets
 
     t = tables["pixel4"]
@@ -265,7 +265,7 @@ def test_campaign_from_before_min_secs_resumes(tmp_path, monkeypatch):
     """A campaign.json written before a config key existed still resumes (the key takes its
     default); a changed value is still refused."""
     from toolkit.devices.host import HostDevice
-    from toolkit.latency.profiler import CampaignConfig, run_campaign
+    from toolkit.latency.campaign import CampaignConfig, run_campaign
 
     monkeypatch.setenv("EVIT_CACHE", str(tmp_path / "cache"))
     cfg = CampaignConfig(kernels=18, subnets=0, runs=5, warmup=1, repeats=1)
@@ -274,7 +274,7 @@ def test_campaign_from_before_min_secs_resumes(tmp_path, monkeypatch):
     old = json.loads(f.read_text())
     del old["config"]["min_secs"], old["config"]["subnet_spread"]
     f.write_text(json.dumps(old))
-    import toolkit.latency.profiler as prof
+    import toolkit.latency.campaign as prof
 
     seen = []
     real = prof.campaign_subnets
@@ -347,7 +347,7 @@ def test_weights_term_round_trips_and_version_2_loads(tables, tmp_path):
 
 def test_campaign_subnets_spread_over_weights():
     from toolkit.flops import params
-    from toolkit.latency.profiler import CampaignConfig, campaign_subnets
+    from toolkit.latency.campaign import CampaignConfig, campaign_subnets
     from toolkit.latency.sampling import random_subnets
 
     cfg = CampaignConfig(subnets=6, mflops=(70.0, 140.0), num_classes=10)
@@ -368,8 +368,8 @@ def test_campaign_subnets_spread_over_weights():
 
 
 def test_build_all_converts_what_is_missing_whole_subnets_first(tmp_path, monkeypatch):
-    from toolkit.latency import profiler
-    from toolkit.latency.profiler import Build, build_all
+    from toolkit.latency import campaign
+    from toolkit.latency.campaign import Build, build_all
 
     monkeypatch.setenv("EVIT_CACHE", str(tmp_path / "cache"))
     arch = SPACE.min().to_json()
@@ -378,7 +378,7 @@ def test_build_all_converts_what_is_missing_whole_subnets_first(tmp_path, monkey
     cached.parent.mkdir(parents=True)
     cached.write_bytes(b"converted before")
     built = []
-    monkeypatch.setattr(profiler, "_build", lambda b: built.append(b) or 1.0)
+    monkeypatch.setattr(campaign, "_build", lambda b: built.append(b) or 1.0)
     lines = []
     build_all([*ks, Build("subnet", arch, 10), ks[1]], 1, lines.append)
     assert built == [Build("subnet", arch, 10), ks[1], ks[2]]  # once each
@@ -427,3 +427,40 @@ def test_evit_predict_named_model_arch_files_and_devices(tmp_path, capsys):
     assert "line 1" in capsys.readouterr().err
     assert evit_main(["predict", "--model", "elasticvit_s1", "--device", "Pixel 7"]) == 2
     assert "did you mean 'Pixel 6' (pixel6)" in capsys.readouterr().err
+
+
+def test_tree_walker_equals_the_librarys_own_predict():
+    """The trees come out of scikit-learn through its public ``tree_`` arrays; evit's walker
+    over them gives what the library's own ``DecisionTreeRegressor.predict`` gives."""
+    from toolkit.latency.kernels import FEATURES, MONOTONE, Kernel, feature_matrix
+    from toolkit.latency.predictor import LEARNING_RATE, KindModel, boost, tree_arrays
+    from toolkit.latency.sampling import kernel_frequencies
+
+    codes, _ = kernel_frequencies(500, seed=1, convention="network")
+    rng = np.random.default_rng(0)
+    for kind in ("mbconv", "attn"):
+        X = feature_matrix(kind, np.array([c for c in codes.tolist()
+                                           if Kernel.from_code(c).kind == kind]))
+        y = np.log1p(X[:, 0]) + 0.1 * rng.standard_normal(len(X))
+        baseline, trees = boost(X, y, max_iter=30,
+                                monotone=[MONOTONE.get(f, 0) for f in FEATURES[kind]])
+        model = KindModel(kind, baseline, [tree_arrays(t, LEARNING_RATE) for t in trees])
+        for Z in (X, rng.uniform(X.min(0), X.max(0), size=(1000, X.shape[1]))):
+            library = baseline + LEARNING_RATE * sum(t.predict(Z) for t in trees)
+            np.testing.assert_allclose(model.raw(Z), library, rtol=0, atol=1e-12)
+        assert all(t["leaf"][0] == 0 for t in model.trees)  # each tree splits
+
+
+def test_overhead_is_set_through_the_predictors_public_api():
+    from toolkit.latency.overhead import Overhead, choose
+
+    p = load_predictor("pixel4")
+    sp = SearchSpace(seed=2)
+    enc = np.stack([SPACE.encode(sp.sample()) for _ in range(8)])
+    sums, by_kind, mb = p.kernel_sum_encoded(enc), p.kernel_sums_by_kind(enc), p.weights_mb(enc)
+    form, loo, fit = choose(sums, by_kind, mb, 1.3 * sums, np.arange(8))
+    assert isinstance(fit, Overhead) and form in loo
+    p.set_overhead(fit)
+    assert p.overhead == fit
+    np.testing.assert_allclose(p.predict_encoded(enc), fit.predict(by_kind, mb))
+    np.testing.assert_allclose(p.predict_encoded(enc), 1.3 * sums, rtol=1e-6)

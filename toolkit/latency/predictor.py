@@ -1,11 +1,13 @@
 """Gradient-boosted kernel latency predictors; ``predict(arch)`` = sum of kernels + overhead.
 
-One scikit-learn HistGradientBoostingRegressor per kernel kind, on log latency, with
-monotone constraints (latency never falls when a size grows). Saved in our own JSON format
-(no pickle): every tree as arrays (feature, threshold, left, right, leaf value), evaluated
-here by a small vectorized tree walker, so a file written today loads with any later
-scikit-learn, or without it. Predictions for a kernel are cached by its code, so predicting
-many subnets is a vectorized lookup (tens of thousands of subnets per second).
+One gradient-boosted ensemble of scikit-learn regression trees per kernel kind (``boost``),
+on log latency, with monotone constraints (latency never falls when a size grows). Saved in
+our own JSON format (no pickle): every tree as arrays (feature, threshold, left, right, leaf,
+value) read from the fitted trees' public ``tree_`` attributes, evaluated here by a small
+vectorized tree walker (``KindModel.raw``; equal to the trees' own ``predict``, tested), so
+a file written today loads with any later scikit-learn, or without it. Predictions for a
+kernel are cached by its code, so predicting many subnets is a vectorized lookup (tens of
+thousands of subnets per second).
 
 File format (``"format": "evit-latency-predictor", "version": 3``): device, convention,
 overhead {scale, offset_ms, kind_scale: {kind: factor}, ms_per_mb, weight_classes},
@@ -39,6 +41,7 @@ from .kernels import (
     kernel_codes,
     kernel_codes_one,
 )
+from .overhead import Overhead, fit_linear, fit_per_kind, fit_weights
 
 _KIND_DIV = int(np.prod(RADIX[1:], dtype=np.int64))
 
@@ -94,6 +97,52 @@ def pooled_base(codes: np.ndarray, y_ms: np.ndarray) -> dict[str, list[float]]:
     return out
 
 
+LEARNING_RATE = 0.1
+MAX_LEAF_NODES = 31
+
+
+def boost(X: np.ndarray, y: np.ndarray, seed: int = 0, max_iter: int = 400,
+          min_samples_leaf: int = 1, monotone: list[int] | None = None) -> tuple[float, list]:
+    """Least-squares gradient boosting of monotone regression trees: (baseline, trees).
+
+    Each round fits a scikit-learn ``DecisionTreeRegressor`` (best-first, ``MAX_LEAF_NODES``
+    leaves, ``monotonic_cst``) to the residuals; the model is baseline + ``LEARNING_RATE`` x
+    the sum of the trees' ``predict``. The trees are read back through their public ``tree_``
+    arrays (``tree_arrays``), so the file format owes nothing to the library's internals.
+    """
+    from sklearn.tree import DecisionTreeRegressor
+
+    y = np.asarray(y, dtype=np.float64)
+    baseline = float(y.mean())
+    fitted = np.full(len(y), baseline)
+    trees = []
+    for i in range(max_iter):
+        t = DecisionTreeRegressor(max_leaf_nodes=MAX_LEAF_NODES,
+                                  min_samples_leaf=min_samples_leaf, monotonic_cst=monotone,
+                                  random_state=seed + i)
+        t.fit(X, y - fitted)
+        fitted += LEARNING_RATE * t.predict(X)
+        trees.append(t)
+    return baseline, trees
+
+
+def tree_arrays(tree, scale: float = 1.0) -> dict[str, list]:
+    """A fitted ``DecisionTreeRegressor`` as this format's arrays, from its documented
+    ``tree_`` attributes (children_left/right, feature, threshold, value), leaf values
+    multiplied by ``scale``. sklearn numbers children after their parent; leaves get
+    feature 0 and children 0 (never followed)."""
+    t = tree.tree_
+    leaf = t.children_left == -1
+    return {
+        "feature": np.where(leaf, 0, t.feature).astype(int).tolist(),
+        "threshold": np.where(leaf, 0.0, t.threshold).astype(float).tolist(),
+        "left": np.where(leaf, 0, t.children_left).astype(int).tolist(),
+        "right": np.where(leaf, 0, t.children_right).astype(int).tolist(),
+        "leaf": leaf.astype(int).tolist(),
+        "value": (scale * t.value.reshape(-1)).astype(float).tolist(),
+    }
+
+
 class KindModel:
     """One kernel kind: latency = base(x) * exp(baseline + sum(trees)).
 
@@ -129,7 +178,6 @@ class KindModel:
         learns its own: on the phone tables this rule reached 99% of subnets within ±10% from
         70 kernels; sharing for every sparse kind, or for none, from 124)."""
         from scipy.optimize import nnls
-        from sklearn.ensemble import HistGradientBoostingRegressor
 
         names = FEATURES[kind]
         n = len(X)
@@ -143,27 +191,13 @@ class KindModel:
             coef, _ = nnls(A / scale / y_ms[:, None], np.ones(n))  # relative-error least squares
             linear = (coef / scale).tolist()
         base = cls(kind, 0.0, [], linear).base(X)
-        gbdt = HistGradientBoostingRegressor(
-            max_iter=max_iter, learning_rate=0.1, max_leaf_nodes=31,
-            min_samples_leaf=max(1, min(10, n // 20)), l2_regularization=0.0,
-            monotonic_cst=[MONOTONE.get(f, 0) for f in names], early_stopping=False,
-            random_state=seed,
-        )
-        gbdt.fit(X, np.log(y_ms) - np.log(base))
-        trees = []
-        for (pred,) in gbdt._predictors:  # one regression tree per iteration
-            nodes = pred.nodes
-            trees.append({
-                "feature": nodes["feature_idx"].astype(int).tolist(),
-                "threshold": nodes["num_threshold"].astype(float).tolist(),
-                "left": nodes["left"].astype(int).tolist(),
-                "right": nodes["right"].astype(int).tolist(),
-                "leaf": nodes["is_leaf"].astype(int).tolist(),
-                "value": nodes["value"].astype(float).tolist(),
-            })
-        return cls(kind, float(np.ravel(gbdt._baseline_prediction)[0]), trees, linear)
+        baseline, trees = boost(X, np.log(y_ms) - np.log(base), seed, max_iter,
+                                min_samples_leaf=max(1, min(10, n // 20)),
+                                monotone=[MONOTONE.get(f, 0) for f in names])
+        return cls(kind, baseline, [tree_arrays(t, LEARNING_RATE) for t in trees], linear)
 
-    def predict(self, X: np.ndarray) -> np.ndarray:
+    def raw(self, X: np.ndarray) -> np.ndarray:
+        """The trees' output: baseline + sum of the trees (log of latency / base)."""
         raw = np.full(len(X), self.baseline)
         rows = np.arange(len(X))
         for t in self.trees:
@@ -178,7 +212,10 @@ class KindModel:
                 go_left = X[rows, feat[node]] <= thr[node]
                 node = np.where(active, np.where(go_left, left[node], right[node]), node)
             raw += value[node]
-        return self.base(X) * np.exp(raw)
+        return raw
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return self.base(X) * np.exp(self.raw(X))
 
     def to_dict(self) -> dict:
         d = {"features": list(FEATURES[self.kind]), "baseline": self.baseline,
@@ -209,7 +246,10 @@ class LatencyPredictor:
     @classmethod
     def fit(cls, device: str, codes: np.ndarray, latency_ms: np.ndarray,
             convention: str = "table", provenance: dict | None = None,
-            seed: int = 0, max_iter: int = 400) -> LatencyPredictor:
+            seed: int = 0, max_iter: int = 400, weight_classes: int = 1000
+            ) -> LatencyPredictor:
+        """One model per kernel kind; ``weight_classes``: the head's classes when the
+        weights term counts a subnet's weights (the classes the kernels were measured with)."""
         codes = np.asarray(codes, dtype=np.int64)
         latency_ms = np.asarray(latency_ms, dtype=np.float64)
         kinds = {}
@@ -224,13 +264,10 @@ class LatencyPredictor:
                                         seed, max_iter, pooled.get(kind))
         prov = {"trained_on": int(len(codes)), "created": time.strftime("%Y-%m-%d"),
                 **(provenance or {})}
-        try:
-            import sklearn
+        import sklearn
 
-            prov["sklearn"] = sklearn.__version__
-        except ImportError:  # pragma: no cover
-            pass
-        return cls(device, convention, kinds, provenance=prov)
+        prov["sklearn"] = sklearn.__version__
+        return cls(device, convention, kinds, provenance=prov, weight_classes=weight_classes)
 
     def weights_mb(self, enc: np.ndarray) -> np.ndarray:
         """fp32 weights of N encoded subnets in MB (the weights term's regressor)."""
@@ -238,43 +275,32 @@ class LatencyPredictor:
 
         return np.asarray(params_encoded(enc, self.weight_classes), dtype=np.float64) * 4e-6
 
+    @property
+    def overhead(self) -> Overhead:
+        """The per-model overhead law (see overhead.py) this predictor applies."""
+        return Overhead(self.scale, self.offset_ms, dict(self.kind_scale), self.ms_per_mb)
+
+    def set_overhead(self, o: Overhead) -> None:
+        """Apply an overhead law fitted elsewhere (``overhead.choose``, ``fit_*``)."""
+        self.scale, self.offset_ms, self.ms_per_mb = float(o.scale), float(o.offset_ms), \
+            float(o.ms_per_mb)
+        self.kind_scale = {k: float(o.kind_scale.get(k, 1.0)) for k in KINDS}
+
     def fit_overhead(self, kernel_sums_ms: np.ndarray, measured_ms: np.ndarray,
                      ridge: float = 0.1, weights_mb: np.ndarray | None = None) -> None:
-        """The per-model overhead, from whole subnets measured end to end.
+        """The per-model overhead, from whole subnets measured end to end (overhead.py).
 
-        ``weights_mb`` given: measured ≈ scale * kernel_sum + ms_per_mb * weights_mb, both
-        non-negative (no offset: the two regressors grow together over a FLOPs window).
-        ``kernel_sums_ms`` (N,): least squares measured ≈ scale * kernel_sum + offset.
-        (N, kinds) per-kind sums: measured ≈ sum_k kind_scale[k] * sum_k, each factor in
-        [0.5, 2] and pulled towards 1 by ``ridge`` (a block runs a little faster or slower
-        inside a network than alone: caches, layout changes at its edges). No offset here:
-        the first conv and the head, in every subnet, already carry a constant.
+        ``weights_mb`` given: the weights law (scale x kernel sum + ms_per_mb x weights_mb).
+        ``kernel_sums_ms`` (N,): the linear law (scale x kernel sum + offset).
+        (N, kinds) per-kind sums: the per-kind law, factors pulled towards 1 by ``ridge``.
         """
         sums = np.asarray(kernel_sums_ms, dtype=np.float64)
-        measured = np.asarray(measured_ms, dtype=np.float64)
-        self.ms_per_mb = 0.0
         if weights_mb is not None:
-            from scipy.optimize import nnls
-
-            A = np.stack([sums, np.asarray(weights_mb, dtype=np.float64)], axis=1)
-            (scale, per_mb), _ = nnls(A / measured[:, None], np.ones(len(measured)))
-            self.scale, self.offset_ms, self.ms_per_mb = float(scale), 0.0, float(per_mb)
-            self.kind_scale = dict.fromkeys(KINDS, 1.0)
-            return
-        if sums.ndim == 1:
-            A = np.stack([sums, np.ones(len(sums))], axis=1)
-            (scale, offset), *_ = np.linalg.lstsq(A, measured, rcond=None)
-            self.scale, self.offset_ms = float(scale), float(offset)
-            self.kind_scale = dict.fromkeys(KINDS, 1.0)
-            return
-        from scipy.optimize import lsq_linear
-
-        n, k = sums.shape
-        w = np.sqrt(ridge * n) * sums.mean(axis=0)  # ridge rows: w_k (s_k - 1) = 0
-        fit = lsq_linear(np.vstack([sums, np.diag(w)]), np.concatenate([measured, w]),
-                         bounds=(0.5, 2.0))
-        self.kind_scale = {kind: float(v) for kind, v in zip(KINDS, fit.x)}
-        self.scale, self.offset_ms = 1.0, 0.0
+            self.set_overhead(fit_weights(sums, weights_mb, measured_ms))
+        elif sums.ndim == 1:
+            self.set_overhead(fit_linear(sums, measured_ms))
+        else:
+            self.set_overhead(fit_per_kind(sums, measured_ms, ridge))
 
     # -- prediction ------------------------------------------------------------------------
     def predict_kernels(self, codes: np.ndarray) -> np.ndarray:
