@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from toolkit import demo as demo_lib
 from toolkit.cli import demo
-from toolkit.cli.search import _already_exported
+from toolkit.search.folder import already_exported
 
 
 @pytest.mark.slow
@@ -84,11 +85,11 @@ def test_reduced_pipeline_end_to_end(tmp_path, monkeypatch, capsys):
     first = dup / "search_host" / "best_latency_5.tflite"  # exported before: not converted
     shutil.copyfile(row["artifact"], first)
     shutil.copyfile(row["sidecar"], str(first) + ".json")
-    demo.export_all(bests, dup, out / "train" / "supernet.pt", print)
+    demo_lib.export_all(bests, dup, out / "train" / "supernet.pt", print)
     copy = Path(bests["pixel4"]["artifact"])
     assert bests["pixel4"]["same_as"] == "host" and "same_as" not in bests["host"]
     assert copy.parent.name == "search_pixel4" and copy.read_bytes() == first.read_bytes()
-    assert _already_exported(copy, arch, out / "train" / "supernet.pt")  # a resume keeps it
+    assert already_exported(copy, arch, out / "train" / "supernet.pt")  # a resume keeps it
     assert "a copy of" in capsys.readouterr().out
 
 
@@ -103,7 +104,7 @@ def test_bad_arguments_are_refused(capsys):
 
 def test_speed_change_is_the_geometric_mean_over_the_references():
     refs = [{"latency_ms": 2.0}, {"latency_ms": 4.0}, {"latency_ms": 3.0}]
-    d = demo.speed_change(refs, {"campaign_subnet_1": 1.0, "campaign_subnet_2": 8.0})
+    d = demo_lib.speed_change(refs, {"campaign_subnet_1": 1.0, "campaign_subnet_2": 8.0})
     assert d["subnets"] == 2 and d["factor"] == pytest.approx(1.0)  # sqrt(0.5 * 2)
     assert d["min_change"] == pytest.approx(-0.5) and d["max_change"] == pytest.approx(1.0)
-    assert demo.speed_change(refs, {}) is None
+    assert demo_lib.speed_change(refs, {}) is None

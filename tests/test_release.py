@@ -260,7 +260,7 @@ def argparse_namespace():
 
 
 def test_search_and_export_of_an_imagenet_supernet_ask_for_its_data(oracle, tmp_path):
-    for mod, args in (("toolkit.cli.search", ["--mflops", "300"]),
+    for mod, args in (("toolkit.cli.search", ["--budget-mflops", "300"]),
                       ("toolkit.cli.export", ["--model", "elasticvit_t1"])):
         out = _cli(mod, *args, "--supernet", str(oracle["evit"]), "--out",
                    str(tmp_path / "x.tflite" if "export" in mod else tmp_path / "s"),
@@ -375,7 +375,7 @@ def test_imported_subnet_exports_with_parity_against_the_supernet(oracle, tmp_pa
 
 
 def test_search_finetune_and_export_on_an_imported_checkpoint(imported10, tmp_path):
-    out = _cli("toolkit.cli.search", "--mflops", "220", "--supernet", str(imported10),
+    out = _cli("toolkit.cli.search", "--budget-mflops", "220", "--supernet", str(imported10),
                "--population", "6", "--parents", "3", "--mutations", "2", "--crossovers", "2",
                "--generations", "1", "--calib-images", "32", "--search-images", "64", "--out",
                str(tmp_path / "search"), "--export", "tflite", cwd=tmp_path)

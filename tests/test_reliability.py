@@ -374,11 +374,12 @@ def test_campaign_folder_torn_or_foreign_is_a_clear_error(tmp_path, capsys):
 # -- 5. errors before work, naming what is wrong --------------------------------------------
 def test_export_out_folder_gets_the_default_name_and_bad_outs_fail_first(tmp_path, capsys):
     from toolkit.cli import export as export_cli
+    from toolkit.export_job import output_path
 
     (tmp_path / "exports").mkdir()
-    assert export_cli.output_path(str(tmp_path / "exports"), "s1_fp32.tflite", "tflite") == \
+    assert output_path(str(tmp_path / "exports"), "s1_fp32.tflite", "tflite") == \
         tmp_path / "exports" / "s1_fp32.tflite"
-    assert export_cli.output_path(str(tmp_path / "new") + "/", "s1_fp32.onnx", "onnx") == \
+    assert output_path(str(tmp_path / "new") + "/", "s1_fp32.onnx", "onnx") == \
         tmp_path / "new" / "s1_fp32.onnx"
     (tmp_path / "afile").write_text("x")
     for out, match in ((tmp_path / "m.onnx", "needs the .tflite suffix"),

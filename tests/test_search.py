@@ -122,8 +122,8 @@ def test_torchrun_spreads_fitness_over_ranks_with_the_same_result(tmp_path, supe
 
 
 def test_a_resumed_search_reuses_its_export_only_when_it_matches(tmp_path):
-    from toolkit.cli.search import _already_exported
     from toolkit.fileio import sha256_file
+    from toolkit.search.folder import already_exported
 
     ckpt, art = tmp_path / "supernet.pt", tmp_path / "best.tflite"
     ckpt.write_bytes(b"weights")
@@ -133,13 +133,13 @@ def test_a_resumed_search_reuses_its_export_only_when_it_matches(tmp_path):
             "source": {"supernet_sha256": sha256_file(ckpt)}}
     side = tmp_path / "best.tflite.json"
     side.write_text(json.dumps(meta))
-    assert _already_exported(art, arch, ckpt)
-    assert not _already_exported(art, {**arch, "resolution": 160}, ckpt)  # another subnet
-    assert not _already_exported(art, arch, ckpt, "/data/other")  # calibrated on other data
+    assert already_exported(art, arch, ckpt)
+    assert not already_exported(art, {**arch, "resolution": 160}, ckpt)  # another subnet
+    assert not already_exported(art, arch, ckpt, "/data/other")  # calibrated on other data
     ckpt.write_bytes(b"retrained")
-    assert not _already_exported(art, arch, ckpt)  # another supernet
+    assert not already_exported(art, arch, ckpt)  # another supernet
     ckpt.write_bytes(b"weights")
     art.write_bytes(b"truncat")
-    assert not _already_exported(art, arch, ckpt)  # the artifact changed since
+    assert not already_exported(art, arch, ckpt)  # the artifact changed since
     side.write_text("{not json")
-    assert not _already_exported(art, arch, ckpt)
+    assert not already_exported(art, arch, ckpt)

@@ -338,7 +338,7 @@ def test_single_budget_front_plot_draws_a_line(tmp_path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from toolkit.cli.search import _plot
+    from toolkit.search.run import plot_front
 
     rows = [{"cost": 7.0, "accuracy": 0.9}, {"cost": 7.5, "accuracy": 0.8},
             {"cost": 7.9, "accuracy": 0.85}]
@@ -353,7 +353,7 @@ def test_single_budget_front_plot_draws_a_line(tmp_path):
 
     plt.Figure.savefig = spy
     try:
-        _plot(rows, [{"cost": 7.0, "accuracy": 0.9}], "ms", tmp_path / "f.png")
+        plot_front(rows, [{"cost": 7.0, "accuracy": 0.9}], "ms", tmp_path / "f.png")
     finally:
         plt.Figure.savefig = real_savefig
     assert drawn and drawn[0] >= 2  # one front subnet still gets a visible line
