@@ -143,3 +143,22 @@ def test_a_resumed_search_reuses_its_export_only_when_it_matches(tmp_path):
     assert not already_exported(art, arch, ckpt)  # the artifact changed since
     side.write_text("{not json")
     assert not already_exported(art, arch, ckpt)
+
+
+def test_budget_flags_job_json_and_the_deprecated_mflops_spelling(capsys):
+    from toolkit.cli.search import build_parser, job_from_args
+    from toolkit.search.run import SearchJob
+
+    job = job_from_args(build_parser().parse_args(["--budget-mflops", "200", "400",
+                                                   "--population", "8"]))
+    assert job.budget_mflops == (200.0, 400.0) and job.cost_kind == "mflops"
+    assert SearchJob.from_json(job.to_json()) == job
+    assert job.to_argv() == ["--budget-mflops", "200", "400", "--population", "8"]
+    with pytest.warns(DeprecationWarning):
+        old = job_from_args(build_parser().parse_args(["--mflops", "300"]))
+    assert old.budget_mflops == (300.0,)
+    assert "--mflops is deprecated" in capsys.readouterr().err
+    with pytest.raises(SearchError, match="exactly one"):
+        SearchJob(latency_ms=(10.0,), budget_mflops=(300.0,)).validate()
+    with pytest.raises(SearchError, match="--measure needs --export tflite"):
+        SearchJob(latency_ms=(10.0,), measure=True).validate()

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from toolkit.checkpoint import CheckpointError, load_supernet
+from toolkit.console import HelpFormatter, fail
 from toolkit.data.datasets import DataError, build_datasets
 
 
@@ -46,16 +47,15 @@ def cmd_conflicts(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    fmt = argparse.ArgumentDefaultsHelpFormatter
-    p = argparse.ArgumentParser(prog="evit-analyze", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    fmt = HelpFormatter
+    p = argparse.ArgumentParser(prog="evit-analyze", description=__doc__, formatter_class=fmt)
     sub = p.add_subparsers(dest="command", required=True)
     c = sub.add_parser("conflicts", help="gradient cosine similarity between subnets",
                        formatter_class=fmt)
     c.add_argument("--checkpoint", required=True, help="supernet checkpoint (evit-train)")
     c.add_argument("--data", default=None, help="ImageNet-layout folder; omit for digits")
-    c.add_argument("--image-size", type=int, default=224)
-    c.add_argument("--out", default="runs/conflicts")
+    c.add_argument("--image-size", type=int, default=224, help="ImageFolder crop size")
+    c.add_argument("--out", default="runs/conflicts", help="output folder")
     c.add_argument("--batch-size", type=int, default=64, help="the one batch for gradients")
     c.add_argument("--n-pairs", type=int, default=12, help="subnets spread over 50-1200 MFLOPs")
     c.add_argument("--level", type=float, default=300.0, help="MFLOPs level of the top/random "
@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--top-k", type=int, default=8, help="size of the top and random groups")
     c.add_argument("--score-images", type=int, default=360, help="held-out images for scoring")
     c.add_argument("--live-weights", action="store_true", help="use live, not EMA, weights")
-    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--seed", type=int, default=0, help="seed of the sampled subnets and images")
     c.set_defaults(func=cmd_conflicts)
     return p
 
@@ -74,8 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except (CheckpointError, DataError) as e:
-        print(f"evit-analyze: error: {e}", file=sys.stderr)
-        return 2
+        return fail("evit-analyze", e)
 
 
 if __name__ == "__main__":

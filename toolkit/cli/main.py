@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 from toolkit.checkpoint import CheckpointError
+from toolkit.console import HelpFormatter, fail
 from toolkit.flops import flops, flops_breakdown, params
 from toolkit.space import SPACE, ArchConfig, ArchError, SearchSpace
 from toolkit.zoo import get_model_info, list_models
@@ -95,6 +96,10 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_devices(args: argparse.Namespace) -> int:
+    from subprocess import SubprocessError
+
+    from adbutils import AdbError
+
     from device_profiles import list_profiles
     from toolkit.devices.adb import client, list_attached
     from toolkit.devices.base import DeviceError
@@ -103,7 +108,7 @@ def cmd_devices(args: argparse.Namespace) -> int:
     attached, adb_error = [], None
     try:
         attached = list_attached(client(args.adb_port, start=not args.no_start_server))
-    except (DeviceError, OSError, Exception) as e:  # noqa: BLE001 - no adb is not fatal here
+    except (DeviceError, OSError, AdbError, SubprocessError) as e:  # no adb: not fatal here
         adb_error = f"adb server not reachable ({e}); phones cannot be listed"
     if args.json:
         print(json.dumps({
@@ -122,6 +127,11 @@ def cmd_devices(args: argparse.Namespace) -> int:
               " `--device host` always works)")
     for d in attached:
         print(f"  {d.describe()}")
+    _print_profiles(profiles)
+    return 0
+
+
+def _print_profiles(profiles: dict) -> None:
     print("profiles (any name listed works wherever a device is asked for):")
     for p in profiles.values():
         modes = ", ".join(f"{k}={m.mask}/{m.threads}t" for k, m in p.modes.items())
@@ -130,7 +140,6 @@ def cmd_devices(args: argparse.Namespace) -> int:
         names = ", ".join(dict.fromkeys([*p.names, *p.aliases]))
         if names:
             print(f"  {'':<10} names: {names}")
-    return 0
 
 
 def _predictor_kind(device: str) -> str:
@@ -182,13 +191,29 @@ def cmd_import_release(args: argparse.Namespace) -> int:
     return 0
 
 
+def _release_archs(src: str, name: str | None) -> dict[str, ArchConfig]:
+    """``--from-release``: the subnets of a release YAML (or its model ``name``), or one
+    release arch list given as JSON text or a JSON file."""
+    from toolkit.release.arch import from_release, release_named_models
+
+    if src.endswith((".yaml", ".yml")):
+        models = release_named_models(src)
+        if name and name not in models:
+            raise ArchError(f"{src} has no model {name!r}; it has {', '.join(models)}")
+        return {name: models[name]} if name else models
+    try:  # JSON text first: a long list is no file name (and may be too long for one)
+        data = json.loads(src)
+    except json.JSONDecodeError as e:
+        try:
+            data = json.loads(Path(src).read_text())
+        except (OSError, json.JSONDecodeError):
+            raise ArchError(f"--from-release: {src[:80]!r} is neither a YAML file nor a "
+                            f"JSON list (as JSON: {e.msg})") from None
+    return {name or "arch": from_release(data)}
+
+
 def cmd_arch(args: argparse.Namespace) -> int:
-    from toolkit.release.arch import (
-        from_release,
-        release_named_models,
-        release_violations,
-        to_release,
-    )
+    from toolkit.release.arch import release_violations, to_release
 
     if bool(args.arch) == bool(args.from_release):
         raise ArchError("give a subnet (a named model or arch JSON) with --to-release, or "
@@ -200,28 +225,11 @@ def cmd_arch(args: argparse.Namespace) -> int:
             print(f"note: the release's sampler would not draw this subnet: {v}",
                   file=sys.stderr)
         return 0
-    src = args.from_release
-    if src.endswith((".yaml", ".yml")):
-        models = release_named_models(src)
-        if args.name:
-            if args.name not in models:
-                raise ArchError(f"{src} has no model {args.name!r}; it has "
-                                f"{', '.join(models)}")
-            models = {args.name: models[args.name]}
-    else:
-        try:  # JSON text first: a long list is no file name (and may be too long for one)
-            data = json.loads(src)
-        except json.JSONDecodeError as e:
-            try:
-                data = json.loads(Path(src).read_text())
-            except (OSError, json.JSONDecodeError):
-                raise ArchError(f"--from-release: {src[:80]!r} is neither a YAML file nor a "
-                                f"JSON list (as JSON: {e.msg})") from None
-        models = {args.name or "arch": from_release(data)}
+    models = _release_archs(args.from_release, args.name)
     if args.out:
         if len(models) != 1:
-            raise ArchError(f"--out writes one subnet; {src} has {len(models)}: pick one with "
-                            f"--name ({', '.join(models)})")
+            raise ArchError(f"--out writes one subnet; {args.from_release} has {len(models)}: "
+                            f"pick one with --name ({', '.join(models)})")
         next(iter(models.values())).save(args.out)
         print(f"{args.out}")
         return 0
@@ -272,39 +280,42 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    fmt = argparse.ArgumentDefaultsHelpFormatter
-    p = argparse.ArgumentParser(prog="evit", description="ElasticViT search space and model zoo.",
-                                formatter_class=fmt)
-    sub = p.add_subparsers(dest="command", required=True)
-    m = sub.add_parser("models", help="list the named models", formatter_class=fmt)
+def _add(sub, name: str, func, help: str) -> argparse.ArgumentParser:
+    p = sub.add_parser(name, help=help, formatter_class=HelpFormatter)
+    p.set_defaults(func=func)
+    return p
+
+
+def _json_flag(p: argparse.ArgumentParser, help: str = "machine-readable output") -> None:
+    p.add_argument("--json", action="store_true", help=help)
+
+
+def _zoo_commands(sub) -> None:
+    m = _add(sub, "models", cmd_models, "list the named models")
     m.add_argument("pattern", nargs="?", default="*", help="shell-style name filter")
-    m.add_argument("--num-classes", type=int, default=1000)
-    m.add_argument("--json", action="store_true", help="machine-readable output")
-    m.set_defaults(func=cmd_models)
-    s = sub.add_parser("space", help="describe the search space", formatter_class=fmt)
-    s.add_argument("--json", action="store_true")
-    s.set_defaults(func=cmd_space)
-    f = sub.add_parser("flops", help="MFLOPs and params of a subnet", formatter_class=fmt)
+    m.add_argument("--num-classes", type=int, default=1000, help="classifier size")
+    _json_flag(m)
+    _json_flag(_add(sub, "space", cmd_space, "describe the search space"))
+    f = _add(sub, "flops", cmd_flops, "MFLOPs and params of a subnet")
     f.add_argument("arch", help="a named model or an arch JSON file")
-    f.add_argument("--num-classes", type=int, default=1000)
-    f.add_argument("--json", action="store_true")
-    f.set_defaults(func=cmd_flops)
-    r = sub.add_parser("sample", help="random subnets as JSON lines", formatter_class=fmt)
+    f.add_argument("--num-classes", type=int, default=1000, help="classifier size")
+    _json_flag(f)
+    r = _add(sub, "sample", cmd_sample, "random subnets as JSON lines")
     r.add_argument("-n", type=int, default=1, help="how many")
     r.add_argument("--mflops", type=float, nargs=2, metavar=("LO", "HI"),
                    help="only subnets with MFLOPs in [LO, HI]")
-    r.add_argument("--seed", type=int, default=0)
-    r.set_defaults(func=cmd_sample)
-    d = sub.add_parser("devices", help="attached phones and device profiles", formatter_class=fmt)
-    d.add_argument("--json", action="store_true")
+    r.add_argument("--seed", type=int, default=0, help="sampling seed")
+
+
+def _device_commands(sub) -> None:
+    d = _add(sub, "devices", cmd_devices, "attached phones and device profiles")
+    _json_flag(d)
     d.add_argument("--adb-port", type=int, default=None,
                    help="adb server port (default: $ANDROID_ADB_SERVER_PORT or 5037)")
     d.add_argument("--no-start-server", action="store_true",
                    help="do not start an adb server if none is running")
-    d.set_defaults(func=cmd_devices)
-    pr = sub.add_parser("predict", formatter_class=fmt,
-                        help="predicted latency of subnets on devices with a latency predictor")
+    pr = _add(sub, "predict", cmd_predict,
+              "predicted latency of subnets on devices with a latency predictor")
     what = pr.add_mutually_exclusive_group(required=True)
     what.add_argument("--model", help="a named model (e.g. elasticvit_s1)")
     what.add_argument("--arch", help="an arch JSON file")
@@ -313,18 +324,19 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--device", default="all",
                     help="a device by any of its names (e.g. 'Google Pixel 4'), or all: every "
                          "device with a shipped or installed predictor")
-    pr.add_argument("--json", action="store_true", help="rows as JSON")
-    pr.set_defaults(func=cmd_predict)
-    i = sub.add_parser("import-release", formatter_class=fmt,
-                       help="read the ElasticViT release's supernet checkpoint into an evit "
-                            "supernet checkpoint (layout release)")
+    _json_flag(pr, "rows as JSON")
+
+
+def _release_commands(sub) -> None:
+    i = _add(sub, "import-release", cmd_import_release,
+             "read the ElasticViT release's supernet checkpoint into an evit supernet "
+             "checkpoint (layout release)")
     i.add_argument("checkpoint", help="the release's checkpoint file (e.g. the authors' "
                                       "'Supernet Weight' download)")
     i.add_argument("--out", required=True, help="evit supernet checkpoint to write")
-    i.add_argument("--json", action="store_true", help="print the import report as JSON")
-    i.set_defaults(func=cmd_import_release)
-    a = sub.add_parser("arch", formatter_class=fmt,
-                       help="convert subnets between evit's JSON and the release's arch lists")
+    _json_flag(i, "print the import report as JSON")
+    a = _add(sub, "arch", cmd_arch,
+             "convert subnets between evit's JSON and the release's arch lists")
     a.add_argument("arch", nargs="?", help="a named model or an arch JSON file")
     a.add_argument("--to-release", action="store_true",
                    help="print ARCH as the release's 10-field list")
@@ -333,12 +345,17 @@ def build_parser() -> argparse.ArgumentParser:
                         "named models (e.g. final_3min_space_eval.yaml)")
     a.add_argument("--name", help="with a YAML: the model to take (e.g. elastic_M)")
     a.add_argument("--out", help="write the converted subnet to this arch JSON file")
-    a.set_defaults(func=cmd_arch)
-    n = sub.add_parser("inspect", formatter_class=fmt,
-                       help="print the metadata evit-export embedded in a .tflite / .onnx")
+    n = _add(sub, "inspect", cmd_inspect,
+             "print the metadata evit-export embedded in a .tflite / .onnx")
     n.add_argument("file", help="a .tflite or .onnx file")
-    n.add_argument("--json", action="store_true", help="the metadata as JSON")
-    n.set_defaults(func=cmd_inspect)
+    _json_flag(n, "the metadata as JSON")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="evit", description=__doc__, formatter_class=HelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+    for add in (_zoo_commands, _device_commands, _release_commands):
+        add(sub)
     return p
 
 
@@ -347,8 +364,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except (ArchError, KeyError, CheckpointError, ValueError, OSError) as e:
-        print(f"evit {args.command}: error: {e.args[0] if e.args else e}", file=sys.stderr)
-        return 2
+        return fail(f"evit {args.command}", e)
 
 
 if __name__ == "__main__":

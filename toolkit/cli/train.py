@@ -22,6 +22,7 @@ import sys
 import typing
 
 from toolkit.checkpoint import CheckpointError
+from toolkit.console import HelpFormatter, deprecated_option, fail
 from toolkit.data.datasets import DataError
 from toolkit.space import ArchError
 from toolkit.train.config import ConfigError, TrainConfig
@@ -41,7 +42,7 @@ HELP = {
                 "code's floors: no MLP floor), off (the FLOPs window only; for ablation)",
     "eval_every": "evaluate the HSS and one subnet per level every N steps (0: only at the end)",
     "ckpt_every": "write last.pt every N steps",
-    "device": "auto | cpu | cuda",
+    "device": "torch device to train on: auto | cpu | cuda",
     "layout": "supernet weight layout: evit | release (the release's, so the authors' "
               "checkpoint loads) (default: the --init-from checkpoint's, else evit)",
     "init_from": "start from this supernet checkpoint's EMA weights, e.g. `evit import-release`'s "
@@ -49,9 +50,10 @@ HELP = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="evit-train", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+FLAGS = {"device": "--torch-device"}  # --device always names a phone/host profile
+
+
+def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="a config.json to start from (command-line flags override)")
     p.add_argument("--resume", nargs="?", const=True, default=False, metavar="CKPT",
                    help="continue from OUT/last.pt (or the given checkpoint)")
@@ -69,23 +71,34 @@ def build_parser() -> argparse.ArgumentParser:
                         "trained once and cached; else none)")
     p.add_argument("--no-teacher", action="store_true",
                    help="no teacher: the uniform subnets learn from the labels")
+
+
+def _config_args(p: argparse.ArgumentParser) -> None:
+    """One flag per TrainConfig field (default None: the config's value stands)."""
+    g = p.add_argument_group("training configuration (TrainConfig)")
     hints = typing.get_type_hints(TrainConfig)
     for f in dataclasses.fields(TrainConfig):
         if f.name == "teachers":
             continue
-        flag = "--" + f.name.replace("_", "-")
-        default = f.default
-        help_ = HELP.get(f.name, "") + (f" (default: {default})" if default is not None
+        flag = FLAGS.get(f.name, "--" + f.name.replace("_", "-"))
+        help_ = HELP.get(f.name, "") + (f" (default: {f.default})" if f.default is not None
                                         and f.name not in HELP else "")
-        typ = hints[f.name]
-        if _base_type(typ) is bool:
-            p.add_argument(flag, dest=f.name, type=_bool, default=None, metavar="{true,false}",
+        base = _base_type(hints[f.name])
+        if base is bool:
+            g.add_argument(flag, dest=f.name, type=_bool, default=None, metavar="{true,false}",
                            help=help_)
         elif f.name == "levels":
-            p.add_argument(flag, dest=f.name, type=float, nargs="+", default=None, help=help_)
+            g.add_argument(flag, dest=f.name, type=float, nargs="+", default=None, help=help_)
         else:
-            base = _base_type(typ)
-            p.add_argument(flag, dest=f.name, type=base, default=None, help=help_)
+            g.add_argument(flag, dest=f.name, type=base, default=None, help=help_)
+    deprecated_option(p, "--device", "--torch-device", "device", type=str)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="evit-train", description=__doc__,
+                                formatter_class=HelpFormatter)
+    _run_args(p)
+    _config_args(p)
     return p
 
 
@@ -133,8 +146,7 @@ def main(argv: list[str] | None = None) -> int:
                     overwrite=args.overwrite)
     except (ConfigError, DataError, CheckpointError, ArchError, TeacherError,
             FileNotFoundError) as e:
-        print(f"evit-train: error: {e}", file=sys.stderr)
-        return 2
+        return fail("evit-train", e)
     print(f"trained {res.steps} steps in {res.seconds:.0f} s "
           f"({res.images_per_second:.1f} images/s over all subnet passes)")
     for name, acc in res.evals.items():
