@@ -239,3 +239,49 @@ def test_suite_accelerator_is_validated_and_checked_against_each_device(tmp_path
     with pytest.raises(SuiteError, match="host has no gpu accelerator"):
         run_suite(suite, [HostDevice()], store, log=lambda s: None)
     assert not store.exists()  # refused before any work
+
+
+def test_store_after_the_subcommand_json_list_and_compare(tmp_path, conv_tflite, capsys,
+                                                          monkeypatch):
+    """--store goes before or after the subcommand; list and compare speak JSON; the suite's
+    devices may be replaced by --device, here the host by an alias of host.yaml."""
+    monkeypatch.delenv("EVIT_STORE", raising=False)
+    monkeypatch.delenv("EVIT_BENCH_STORE", raising=False)
+    suite = write_suite(tmp_path / "s.yaml", conv_tflite, ["pixel4"], repeats=1, runs=5)
+    store = str(tmp_path / "b.sqlite")
+    for rid in ("a", "b"):
+        assert bench_cli.main(["run", str(suite), "--store", store, "--device", "this-machine",
+                               "--run-id", rid]) == 0
+    assert "on host" in capsys.readouterr().out
+    assert bench_cli.main(["list", "--store", store, "--json"]) == 0
+    runs = json.loads(capsys.readouterr().out)
+    assert [r["run"] for r in runs] == ["a", "b"] and runs[0]["results"] == 1
+    assert bench_cli.main(["--store", "elsewhere.sqlite", "compare", "a", "b", "--store", store,
+                           "--json", "--report-only"]) == 0  # the subcommand's --store wins
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["name"] == "conv [host default]" and row["base"]["device"] == "host"
+    assert row["status"] in ("unchanged", "regression", "improvement")
+    assert bench_cli.main(["list", "--store", str(tmp_path / "none.sqlite"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == []
+
+
+def test_one_store_variable_and_the_old_one_with_a_note(tmp_path, monkeypatch, capsys):
+    from toolkit.cli import profile as profile_cli
+    from toolkit.devices.store import default_store
+
+    monkeypatch.delenv("EVIT_STORE", raising=False)
+    monkeypatch.delenv("EVIT_BENCH_STORE", raising=False)
+    assert default_store("bench") == os.path.join("runs", "bench.sqlite")
+    assert default_store("results") == os.path.join("runs", "results.sqlite")  # evit-profile
+    old = tmp_path / "old.sqlite"
+    monkeypatch.setenv("EVIT_BENCH_STORE", str(old))
+    assert bench_cli.main(["list"]) == 0
+    cap = capsys.readouterr()
+    assert "EVIT_BENCH_STORE is deprecated" in cap.err and "EVIT_STORE" in cap.err
+    assert f"no store at {old}" in cap.out
+    new = tmp_path / "new.sqlite"
+    monkeypatch.setenv("EVIT_STORE", str(new))  # the one variable wins, silently
+    assert bench_cli.main(["list"]) == 0
+    cap = capsys.readouterr()
+    assert "deprecated" not in cap.err and f"no store at {new}" in cap.out
+    assert profile_cli.resolve_store(None) == str(new)  # evit-profile reads the same one

@@ -604,3 +604,23 @@ def test_a_schema_1_store_gains_the_new_columns(tmp_path):
         assert store.get(rid).peak_memory_mb == 12.5
     with ResultStore(path) as store:  # and opens again as schema 2
         assert store.db.execute("SELECT value FROM meta").fetchone()[0] == "2"
+
+
+def test_host_aliases_come_from_host_yaml(tmp_path, monkeypatch):
+    """One resolution path (toolkit.devices.resolve) for evit-profile and evit-bench; the
+    host's names are those its YAML lists, not a list in the code."""
+    import yaml
+
+    from device_profiles import HERE
+    from toolkit.devices.resolve import is_host, open_device, resolve_devices
+
+    for name in ["host", *get_profile("host").aliases]:
+        assert is_host(name) and isinstance(open_device(name), HostDevice)
+    data = yaml.safe_load((HERE / "host.yaml").read_text())
+    data["aliases"] = ["my-box"]
+    (tmp_path / "host.yaml").write_text(yaml.safe_dump(data))
+    monkeypatch.setenv("EVIT_DEVICE_PROFILES", str(tmp_path))  # a user's host.yaml replaces it
+    assert is_host("my-box") and not is_host("this-machine") and not is_host("pixel4")
+    assert isinstance(open_device("My-Box"), HostDevice)
+    (dev,) = resolve_devices(["my-box"], log=lambda m: None)
+    assert isinstance(dev, HostDevice) and dev.profile.aliases == ("my-box",)

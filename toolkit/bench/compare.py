@@ -74,6 +74,16 @@ class Row:
         e = self.head or self.base
         return f"{e.name} [{e.device} {e.mode}]"
 
+    def to_dict(self) -> dict:
+        """JSON-ready (``evit-bench compare --json``): undefined ratios are null."""
+        def num(x: float) -> float | None:
+            return None if x != x else x  # NaN
+
+        return {"name": self.name, "status": self.status, "delta_rel": num(self.delta_rel),
+                "threshold_rel": num(self.threshold_rel), "notes": list(self.notes),
+                "base": self.base.to_dict() if self.base else None,
+                "head": self.head.to_dict() if self.head else None}
+
 
 def _statistic(device: str) -> str:
     from device_profiles import ProfileError, get_profile

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import sqlite3
 import subprocess
 import threading
 import time
@@ -24,8 +25,8 @@ from toolkit.devices.base import (
     RunSpec,
     resolve_delegate,
 )
-from toolkit.devices.measure import delegation_text
-from toolkit.devices.store import ResultStore
+from toolkit.devices.measure import MeasurementError, delegation_text, measure
+from toolkit.devices.store import ResultStore, StoreError
 from toolkit.fileio import cache_dir
 
 from .suite import ModelSpec, Suite, SuiteError
@@ -93,56 +94,28 @@ class RunSummary:
         return not self.failures and len(self.results) == self.expected > 0
 
 
-def resolve_devices(names: list[str], client_factory=None, binary=None,
-                    fallback_host: bool = False, log: Callable[[str], None] = print) -> list:
-    from device_profiles import ProfileError, get_profile
-    from toolkit.devices.host import HostDevice
+def run_bench(suite_path: str | Path, store_path: str | Path, devices: list[str] | None = None,
+              benchmark_binary: str | None = None, adb_port: int | None = None,
+              fallback_host: bool = False, run_id: str | None = None,
+              log: Callable[[str], None] = print) -> RunSummary:
+    """``evit-bench run``: load the suite, open its devices (or ``devices``, names as in a
+    suite), run it into the store."""
+    from toolkit.devices.resolve import resolve_devices
 
-    devices, phones_wanted = [], []
-    for n in names:
-        if n.lower() in ("host", "cpu", "local", "this-machine"):
-            devices.append(HostDevice())
-        else:
-            phones_wanted.append(n)
-    if phones_wanted:
-        from toolkit.devices.adb import AdbDevice, client, list_attached
+    from .suite import load_suite
 
-        try:
-            c = client_factory() if client_factory else client()
-            attached = [d for d in list_attached(c) if d.state == "device" and d.profile]
-        except (DeviceError, OSError) as e:
-            attached, c = [], None
-            log(f"no adb server: {e}")
-        chosen = {}
-        for n in phones_wanted:
-            if n == "all":
-                hits = attached
-            else:
-                try:
-                    prof = get_profile(n).name
-                    hits = [d for d in attached if d.profile.name == prof]
-                except ProfileError:
-                    hits = [d for d in attached if d.serial == n]
-            for d in hits:
-                chosen[d.serial] = d
-        if phones_wanted and not chosen:
-            if not fallback_host:
-                raise SuiteError(f"no attached phone matches {phones_wanted}; attach one, or run "
-                                 "with --fallback-host to use this machine")
-            log(f"no attached phone matches {phones_wanted}: falling back to the host")
-            if not any(isinstance(d, HostDevice) for d in devices):
-                devices.append(HostDevice())
-        if chosen and binary is None:
-            raise SuiteError("phones need TFLite's benchmark_model: pass --benchmark-binary PATH")
-        for d in chosen.values():
-            devices.append(AdbDevice(c, d.serial, profile=d.profile, binary=binary))
-    return devices
+    suite = load_suite(suite_path)
+    binary = None
+    if benchmark_binary:
+        from toolkit.devices.binary import resolve_binary
+
+        binary = resolve_binary(benchmark_binary)
+    devs = resolve_devices(devices or suite.devices, adb_port, binary, fallback_host, log=log)
+    return run_suite(suite, devs, store_path, run_id=run_id, log=log)
 
 
 def run_suite(suite: Suite, devices: list, store_path: str | Path,
               log: Callable[[str], None] = print, run_id: str | None = None) -> RunSummary:
-    from toolkit.devices.measure import MeasurementError, measure
-
     git, dirty = git_state()
     run_id = run_id or time.strftime("%Y%m%d-%H%M%S") + (f"-{git[:8]}" if git else "")
     summary = RunSummary(run_id, suite.name, git, dirty,
@@ -168,74 +141,99 @@ def run_suite(suite: Suite, devices: list, store_path: str | Path,
             raise SuiteError(f"--run-id {run_id!r} already names a bench run in {store_path}; "
                              "choose a new id (a reused id would merge two runs)")
     files = {m.name: model_file(m) for m in suite.models}  # export before the workers start
-    lock = threading.Lock()
-
     jobs = [(m, mode) for m in suite.models for mode in suite.modes]
-    finished: dict[str, int] = {}  # device serial -> jobs that ended (result or failure)
-
-    def fail(dev, m, mode, error: str) -> None:
-        with lock:
-            summary.failures.append((dev.profile.name, dev.serial, m.name, mode.label, error))
-        log(f"{dev.profile.name} ({dev.serial}) {m.name} [{mode.label}]: FAILED {error}")
-
-    def worker(dev) -> None:
-        done = 0
-        try:
-            store = ResultStore(store_path)  # one connection per worker (WAL allows it)
-        except Exception as e:  # noqa: BLE001 - every job still ends as a recorded failure
-            for m, mode in jobs:
-                fail(dev, m, mode, f"cannot open the result store: {type(e).__name__}: {e}")
-            finished[dev.serial] = len(jobs)
-            return
-        try:
-            for m, mode in jobs:
-                done += 1
-                try:
-                    spec = RunSpec(mode="" if mode.name in ("default", "custom") else mode.name,
-                                   mask=mode.mask, threads=mode.threads,
-                                   warmup_runs=suite.warmup, num_runs=suite.runs,
-                                   repeats=suite.repeats, min_secs=suite.min_secs,
-                                   op_profiling=(suite.per_layer if m.per_layer is None
-                                                 else m.per_layer),
-                                   delegate=delegates[dev.serial], timeout_s=suite.timeout)
-                    meta = {"bench_run": run_id, "suite": suite.name, "model": m.name,
-                            "mode": mode.label, "git": git, "dirty": dirty}
-                    r = measure(dev, files[m.name], spec, store=store, label=suite.name,
-                                meta=meta)
-                except (MeasurementError, DeviceError) as e:
-                    fail(dev, m, mode, str(e))
-                    cause = e.__cause__ if isinstance(e, MeasurementError) else e
-                    if isinstance(cause, (DeviceGone, DeviceTimeout)):
-                        log(f"{dev.serial}: device lost; its remaining jobs fail")
-                        for m2, mode2 in jobs[done:]:
-                            fail(dev, m2, mode2, f"not run: {dev.serial} was lost earlier")
-                        done = len(jobs)
-                        return
-                    continue
-                except Exception as e:  # noqa: BLE001 - a bug or a locked store: recorded
-                    fail(dev, m, mode, f"{type(e).__name__}: {e}")
-                    continue
-                with lock:
-                    summary.results.append(r.id)
-                stat = dev.profile.statistic  # what compare and the predictors use
-                first = (f"{stat} {r.latency_ms(stat):.4g} ms, median {r.median_ms:.4g}"
-                         if stat != "median" else f"median {r.median_ms:.4g} ms")
-                mem = (f", peak {r.peak_memory_mb:.1f} MB" if r.peak_memory_mb is not None
-                       else "")
-                log(f"{dev.profile.name} ({dev.serial}) {m.name} [{mode.label}]: {first}, "
-                    f"p90 {r.p90_ms:.4g}, std {r.std_ms:.2g}{mem}, {delegation_text(r)}")
-        finally:
-            finished[dev.serial] = done
-            with contextlib.suppress(Exception):
-                store.close()
-
+    bench = _Bench(suite, store_path, run_id, git, dirty, delegates, files, jobs, summary, log)
+    worker = bench.worker
     threads = [threading.Thread(target=worker, args=(d,), daemon=True) for d in devices]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     for dev in devices:  # whatever a worker did not reach still ends as a failure
-        for m, mode in jobs[finished.get(dev.serial, 0):]:
-            fail(dev, m, mode, "not run: the device's worker stopped early")
+        for m, mode in jobs[bench.finished.get(dev.serial, 0):]:
+            bench.fail(dev, m, mode, "not run: the device's worker stopped early")
     summary.expected = len(jobs) * len(devices)
     return summary
+
+
+# what measuring one job may raise that is the job's failure, not the bench's: the device
+# (gone, timed out, refused), the store (locked by another process, full disk), a
+# mode or mask the profile refuses (ValueError)
+JOB_ERRORS = (MeasurementError, DeviceError, StoreError, sqlite3.Error, OSError, ValueError)
+
+
+@dataclass
+class _Bench:
+    """One bench run's shared state; ``worker(device)`` runs every job on one device."""
+    suite: Suite
+    store_path: str | Path
+    run_id: str
+    git: str
+    dirty: bool
+    delegates: dict
+    files: dict
+    jobs: list
+    summary: RunSummary
+    log: Callable[[str], None]
+    finished: dict = field(default_factory=dict)  # serial -> jobs that ended
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def fail(self, dev, m, mode, error: str) -> None:
+        with self.lock:
+            self.summary.failures.append((dev.profile.name, dev.serial, m.name, mode.label,
+                                          error))
+        self.log(f"{dev.profile.name} ({dev.serial}) {m.name} [{mode.label}]: FAILED {error}")
+
+    def spec(self, dev, m, mode) -> RunSpec:
+        s = self.suite
+        return RunSpec(mode="" if mode.name in ("default", "custom") else mode.name,
+                       mask=mode.mask, threads=mode.threads, warmup_runs=s.warmup,
+                       num_runs=s.runs, repeats=s.repeats, min_secs=s.min_secs,
+                       op_profiling=s.per_layer if m.per_layer is None else m.per_layer,
+                       delegate=self.delegates[dev.serial], timeout_s=s.timeout)
+
+    def measured(self, dev, m, mode, r) -> None:
+        with self.lock:
+            self.summary.results.append(r.id)
+        stat = dev.profile.statistic  # what compare and the predictors use
+        first = (f"{stat} {r.latency_ms(stat):.4g} ms, median {r.median_ms:.4g}"
+                 if stat != "median" else f"median {r.median_ms:.4g} ms")
+        mem = f", peak {r.peak_memory_mb:.1f} MB" if r.peak_memory_mb is not None else ""
+        self.log(f"{dev.profile.name} ({dev.serial}) {m.name} [{mode.label}]: {first}, "
+                 f"p90 {r.p90_ms:.4g}, std {r.std_ms:.2g}{mem}, {delegation_text(r)}")
+
+    def worker(self, dev) -> None:
+        """Every job on ``dev``; a lost device fails its remaining jobs."""
+        try:
+            store = ResultStore(self.store_path)  # one connection per worker (WAL allows it)
+        except (StoreError, sqlite3.Error, OSError) as e:  # every job still ends as a failure
+            for m, mode in self.jobs:
+                self.fail(dev, m, mode, f"cannot open the result store: {type(e).__name__}: {e}")
+            self.finished[dev.serial] = len(self.jobs)
+            return
+        done = 0
+        try:
+            for m, mode in self.jobs:
+                meta = {"bench_run": self.run_id, "suite": self.suite.name, "model": m.name,
+                        "mode": mode.label, "git": self.git, "dirty": self.dirty}
+                try:
+                    r = measure(dev, self.files[m.name], self.spec(dev, m, mode), store=store,
+                                label=self.suite.name, meta=meta)
+                except JOB_ERRORS as e:
+                    done += 1
+                    known = isinstance(e, (MeasurementError, DeviceError))
+                    self.fail(dev, m, mode, str(e) if known else f"{type(e).__name__}: {e}")
+                    if isinstance(e.__cause__ if isinstance(e, MeasurementError) else e,
+                                  (DeviceGone, DeviceTimeout)):
+                        self.log(f"{dev.serial}: device lost; its remaining jobs fail")
+                        for m2, mode2 in self.jobs[done:]:
+                            self.fail(dev, m2, mode2, f"not run: {dev.serial} was lost earlier")
+                        done = len(self.jobs)
+                        return
+                    continue
+                done += 1
+                self.measured(dev, m, mode, r)
+        finally:
+            self.finished[dev.serial] = done
+            with contextlib.suppress(sqlite3.Error):
+                store.close()

@@ -67,10 +67,10 @@ class HostDevice:
     def run_benchmark(self, flags: BenchmarkFlags, mask: str, timeout: float) -> str:
         cmd = [sys.executable, "-m", "toolkit.devices.litert_bench", *flags.argv(),
                f"--cpu_mask={mask}"]
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-            [str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")])}
+        # the installed package (pip install -e . or a wheel) is importable by any Python of
+        # this environment: nothing to add to the child's path
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True, env=env, start_new_session=True)
+                                text=True, start_new_session=True)
         try:
             out, _ = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired as e:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
 import time
 from dataclasses import asdict, dataclass, field
@@ -65,6 +66,27 @@ CREATE TABLE IF NOT EXISTS ops (
     idx INTEGER NOT NULL, node_type TEXT, name TEXT, avg_ms REAL, first_ms REAL, percent REAL
 );
 """
+
+
+STORE_ENV = "EVIT_STORE"  # the result store of every command, when set
+# each command's own file when it is not; and the variables of older releases
+DEFAULT_STORES = {"results": os.path.join("runs", "results.sqlite"),
+                  "bench": os.path.join("runs", "bench.sqlite")}
+DEPRECATED_STORE_ENV = {"bench": "EVIT_BENCH_STORE"}  # read for one more release
+
+
+def default_store(kind: str = "results") -> str:
+    """The store a command uses without --store: $EVIT_STORE, else (one more release) the
+    command's deprecated variable, else its own file in runs/ (``DEFAULT_STORES``)."""
+    old = DEPRECATED_STORE_ENV.get(kind)
+    return (os.environ.get(STORE_ENV) or (os.environ.get(old) if old else None)
+            or DEFAULT_STORES[kind])
+
+
+def deprecated_store_env(kind: str) -> str | None:
+    """The deprecated variable ``default_store(kind)`` read, if it read one."""
+    old = DEPRECATED_STORE_ENV.get(kind)
+    return old if old and not os.environ.get(STORE_ENV) and os.environ.get(old) else None
 
 
 BUSY_TIMEOUT_S = 30.0  # how long a write waits for another process holding the store

@@ -15,7 +15,7 @@ from .table import LatencyTable, TableError, import_lut
 
 __all__ = ["Kernel", "kernels", "kernel_codes", "parse_key", "LatencyPredictor",
            "PredictorError", "LatencyTable", "TableError", "import_lut", "load_predictor",
-           "predictor_path", "user_predictor_dir"]
+           "predictor_path", "user_predictor_dir", "install_predictor"]
 
 
 def user_predictor_dir() -> Path:
@@ -44,3 +44,13 @@ def load_predictor(device: str) -> LatencyPredictor:
             f"`evit-profile --device {device} --train-from-table TABLE.json`"
         )
     return LatencyPredictor.load(path)
+
+
+def install_predictor(src: str | os.PathLike, device: str) -> Path:
+    """Copy a trained predictor into the user predictor folder, atomically: a search reading
+    it meanwhile sees the old file or the new one, never half of one."""
+    from toolkit.fileio import atomic_copy
+
+    dest = user_predictor_dir() / f"{device}.json"
+    atomic_copy(src, dest)
+    return dest

@@ -31,7 +31,7 @@ OVERHEAD_FORMS = ("ratio", "weights", "linear", "per-kind")
 MIN_SUBNETS = {"ratio": 1, "weights": 3, "linear": 4, "per-kind": 14}
 # the weights form wins ties: within this factor of the best leave-one-out error (on few
 # noisy subnets the forms tie, and on subnets measured apart the weights form generalised
-# better; benchmarks/RESULTS.md, "host predictor")
+# better; benchmarks/RESULTS.md, "Latency campaign")
 PREFER_WEIGHTS = 1.2
 
 

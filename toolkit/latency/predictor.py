@@ -70,9 +70,8 @@ def pooled_base(codes: np.ndarray, y_ms: np.ndarray) -> dict[str, list[float]]:
 
     A kind with a few kernels measured (a 20-kernel campaign: 3 each, often at one token grid)
     cannot separate its own macs, params and bytes rates, and trees on top of it extrapolate
-    the grid they saw: the host campaign of evit-demo once predicted 4-token FFN kernels 10x
-    too slow. Sharing the two rates across kinds keeps the rates measurable (20 kernels chosen
-    at random: 18% error on the others, against 52% per kind; measured on this machine).
+    the grid they saw. Sharing the two rates across kinds keeps the rates measurable
+    (benchmarks/RESULTS.md, "Latency campaign").
     """
     from scipy.optimize import nnls
 
@@ -175,8 +174,7 @@ class KindModel:
         """Fit one kind; ``pooled``: the shared base's coefficients (``pooled_base``), given
         for a kind with under ``POOLED_BELOW`` kernels and used as its whole model (no trees)
         when they span under ``POOLED_GRIDS`` token grids (a kind seen on several grids
-        learns its own: on the phone tables this rule reached 99% of subnets within ±10% from
-        70 kernels; sharing for every sparse kind, or for none, from 124)."""
+        learns its own; benchmarks/RESULTS.md, "Latency campaign")."""
         from scipy.optimize import nnls
 
         names = FEATURES[kind]

@@ -66,8 +66,9 @@ class LatencyTable:
             d = json.loads(Path(path).read_text())
         except (OSError, json.JSONDecodeError) as e:
             raise TableError(f"cannot read latency table {path}: {e}") from e
-        if d.get("format") != FORMAT:
-            raise TableError(f"{path} is not an evit latency table (format {d.get('format')!r})")
+        if not isinstance(d, dict) or d.get("format") != FORMAT:
+            got = d.get("format") if isinstance(d, dict) else type(d).__name__
+            raise TableError(f"{path} is not an evit latency table (format {got!r})")
         t = cls(d["device"], d.get("convention", "table"), d.get("source", ""))
         for r in d["rows"]:
             t.rows[r["key"]] = {k: r.get(k) for k in ("latency_ms", "std_ms", "n")}
