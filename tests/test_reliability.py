@@ -312,7 +312,7 @@ def _tiny_supernet(path: Path) -> Path:
     return path
 
 
-SEARCH = ["--mflops", "300", "--population", "2", "--generations", "1", "--parents", "2",
+SEARCH = ["--budget-mflops", "300", "--population", "2", "--generations", "1", "--parents", "2",
           "--mutations", "1", "--crossovers", "1", "--calib-images", "8", "--search-images",
           "8"]
 
