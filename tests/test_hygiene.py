@@ -16,7 +16,7 @@ import pytest
 from test_devices import adb_server, binary, open_phone, phones, tiny_tflite  # noqa: F401
 from testphone import fake_benchmark_binary
 
-from toolkit.cli import demo
+from toolkit import demo
 from toolkit.devices.base import DeviceGone, DeviceTimeout, RunSpec
 from toolkit.devices.binary import download_binary
 
