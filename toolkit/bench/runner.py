@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from toolkit.devices import measure as measuring
 from toolkit.devices.base import (
     DeviceError,
     DeviceGone,
@@ -25,7 +26,7 @@ from toolkit.devices.base import (
     RunSpec,
     resolve_delegate,
 )
-from toolkit.devices.measure import MeasurementError, delegation_text, measure
+from toolkit.devices.measure import MeasurementError, delegation_text
 from toolkit.devices.store import ResultStore, StoreError
 from toolkit.fileio import cache_dir
 
@@ -217,8 +218,8 @@ class _Bench:
                 meta = {"bench_run": self.run_id, "suite": self.suite.name, "model": m.name,
                         "mode": mode.label, "git": self.git, "dirty": self.dirty}
                 try:
-                    r = measure(dev, self.files[m.name], self.spec(dev, m, mode), store=store,
-                                label=self.suite.name, meta=meta)
+                    r = measuring.measure(dev, self.files[m.name], self.spec(dev, m, mode),
+                                          store=store, label=self.suite.name, meta=meta)
                 except JOB_ERRORS as e:
                     done += 1
                     known = isinstance(e, (MeasurementError, DeviceError))
