@@ -19,6 +19,7 @@ from toolkit.devices.base import ACCELERATORS, DeviceError, RunSpec, resolve_del
 from toolkit.devices.resolve import open_device
 from toolkit.devices.store import ResultStore, StoreError, default_store
 from toolkit.latency import install_predictor
+from toolkit.space import SPACE
 
 __all__ = ["build_parser", "main", "resolve_store", "install_predictor", "resolve_delegate",
            "check_model_file"]
@@ -152,8 +153,9 @@ def bad_values(args: argparse.Namespace) -> str | None:
         if v is not None and not 0 <= v <= 60:
             return f"{flag} {v:g}: give 0-60 seconds"
     if args.mflops is not None and not 0 < args.mflops[0] < args.mflops[1]:
+        lo, hi = SPACE.mflops_range()
         return (f"--mflops {args.mflops[0]:g} {args.mflops[1]:g}: give LO HI with 0 < LO < HI "
-                "(the space spans 37.4-3191.5 MFLOPs)")
+                f"(the space spans {lo:.1f}-{hi:.1f} MFLOPs)")
     return None
 
 

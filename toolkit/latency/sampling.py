@@ -26,18 +26,13 @@ def random_subnets(n: int, seed: int = 0, mflops: tuple[float, float] | None = N
     from toolkit.flops import flops_encoded
 
     lo, hi = mflops
-    rng, parts, have, draws = np.random.default_rng(seed), [], 0, 0
-    while have < n:
-        enc = SPACE.sample_encoded(50_000, rng)
-        draws += len(enc)
-        f = np.asarray(flops_encoded(enc))
-        keep = enc[(f >= lo) & (f <= hi)]
-        parts.append(keep)
-        have += len(keep)
-        if draws >= 20_000_000 and have < n:
-            raise ValueError(f"mflops = {mflops}: too few subnets of the space lie in "
-                             f"[{lo:g}, {hi:g}] MFLOPs; the space spans 37.4-3191.5")
-    return np.concatenate(parts)[:n]
+    enc = SPACE.sample_window(flops_encoded, lo, hi, n, np.random.default_rng(seed),
+                              max_draws=20_000_000, batch=50_000)
+    if len(enc) < n:
+        span = SPACE.mflops_range()
+        raise ValueError(f"mflops = {mflops}: too few subnets of the space lie in "
+                         f"[{lo:g}, {hi:g}] MFLOPs; the space spans {span[0]:.1f}-{span[1]:.1f}")
+    return enc
 
 
 def kernel_frequencies(n_subnets: int = 20000, seed: int = 0, convention: str = "table",
