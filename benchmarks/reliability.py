@@ -145,7 +145,7 @@ def supernet_ckpt(tmp: Path) -> Path:
 
 
 def search_argv(tmp: Path, ckpt: Path, *extra) -> list[str]:
-    return cli("toolkit.cli.search", "--mflops", "300", "--population", "2", "--generations",
+    return cli("toolkit.cli.search", "--budget-mflops", "300", "--population", "2", "--generations",
                "1", "--parents", "2", "--mutations", "1", "--crossovers", "1",
                "--calib-images", "8", "--search-images", "8", "--supernet", ckpt, "--out",
                tmp / "search", *extra)

@@ -29,6 +29,7 @@ from typing import Any
 
 from toolkit.fileio import atomic_copy, atomic_write_json
 from toolkit.search.folder import already_exported, artifact_path
+from toolkit.space import SPACE
 
 __all__ = ["DemoConfig", "DemoError", "DemoConfigError", "run_demo", "export_all",
            "wait_or_kill", "run_module", "auto_host_budget", "speed_change", "summary_table",
@@ -36,7 +37,7 @@ __all__ = ["DemoConfig", "DemoError", "DemoConfigError", "run_demo", "export_all
 
 Log = Callable[[str], None]
 EXPORT_TIMEOUT_S = 30 * 60.0  # one evit-export (the exports run side by side): then killed
-MIN_LEVEL = 37.4  # MFLOPs: below it no subnet exists
+MIN_LEVEL = round(SPACE.mflops_range()[0], 1)  # MFLOPs: below it no subnet exists
 TOTAL = 6  # steps
 
 
