@@ -83,7 +83,7 @@ def tiny_run() -> Path:
         d = Path(tempfile.mkdtemp(prefix="evit-rel-run-")) / "train"
         subprocess.run(cli("toolkit.cli.train", "--levels", "100", "--batch-size", "4",
                            "--bn-batches", "1", "--eval-images", "16", "--no-progress",
-                           "--threads", "1", "--steps", "2", "--out", d), check=True,
+                           "--torch-threads", "1", "--steps", "2", "--out", d), check=True,
                        capture_output=True, cwd=ROOT, timeout=600)
         _CACHE["run"] = d
     return _CACHE["run"]
@@ -308,7 +308,7 @@ def _(tmp):
 
 
 TINY = ["--levels", "100", "--batch-size", "4", "--bn-batches", "1", "--eval-images", "16",
-        "--no-progress", "--threads", "1", "--steps", "2"]
+        "--no-progress", "--torch-threads", "1", "--steps", "2"]
 
 
 @_c("train: a fresh run into a finished run's folder", "train", 2)

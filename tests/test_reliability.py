@@ -228,7 +228,7 @@ def test_bench_report_names_with_slashes_stay_in_the_report_folder(tmp_path, con
 
 # -- 3. a new run never destroys an old one ------------------------------------------------
 TINY = ["--levels", "100", "--batch-size", "4", "--bn-batches", "1", "--eval-images", "16",
-        "--no-progress", "--threads", "1", "--steps", "2"]
+        "--no-progress", "--torch-threads", "1", "--steps", "2"]
 
 
 def _digest(folder: Path) -> dict:

@@ -20,7 +20,7 @@ from toolkit.train import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--levels", "100", "--batch-size", "4", "--bn-batches", "1", "--eval-images", "16",
-        "--no-progress", "--threads", "1"]
+        "--no-progress", "--torch-threads", "1"]
 
 
 def _weights(path: Path) -> dict:

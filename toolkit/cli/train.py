@@ -45,12 +45,28 @@ HELP = {
     "device": "torch device to train on: auto | cpu | cuda",
     "layout": "supernet weight layout: evit | release (the release's, so the authors' "
               "checkpoint loads) (default: the --init-from checkpoint's, else evit)",
+    "min_lr": "learning rate at the end of the cosine schedule (default: lr / 100)",
+    "warmup_lr": "learning rate at the start of the warm-up (default: lr / 500)",
+    "warmup_steps": "linear warm-up steps (default: 5 epochs, at most a tenth of the run; a "
+                    "twentieth on digits)",
+    "ema_decay": "decay of the EMA weights the checkpoint ships (default: 0.99985 as the "
+                 "release; 0.99 on digits)",
+    "mixup": "mixup alpha (default: 0.01 as the release; 0 on digits)",
+    "cutmix": "cutmix alpha (default: 0.01 as the release; 0 on digits)",
+    "rescore": "re-score the conflict-aware sampler's candidates during an epoch, not only "
+               "at its start (default: true; false on digits)",
+    "bn_batches": "BN recalibration batches per evaluated subnet (default: 65; 16 on digits)",
+    "eval_images": "evaluate on the first N validation images (default: all)",
+    "workers": "data-loading worker processes (default: 8; 0 on digits)",
+    "threads": "torch CPU threads of this process (default: torch's own)",
     "init_from": "start from this supernet checkpoint's EMA weights, e.g. `evit import-release`'s "
                  "output, to fine-tune on your data (a classifier of another size starts anew)",
 }
 
 
-FLAGS = {"device": "--torch-device"}  # --device always names a phone/host profile
+# --device always names a phone/host profile, --threads a measured model's threads, --workers
+# conversion processes: the training process's own get the torch- prefix
+FLAGS = {"device": "--torch-device", "threads": "--torch-threads", "workers": "--data-workers"}
 
 
 def _run_args(p: argparse.ArgumentParser) -> None:
@@ -92,6 +108,8 @@ def _config_args(p: argparse.ArgumentParser) -> None:
         else:
             g.add_argument(flag, dest=f.name, type=base, default=None, help=help_)
     deprecated_option(p, "--device", "--torch-device", "device", type=str)
+    deprecated_option(p, "--threads", "--torch-threads", "threads", type=int)
+    deprecated_option(p, "--workers", "--data-workers", "workers", type=int)
 
 
 def build_parser() -> argparse.ArgumentParser:
