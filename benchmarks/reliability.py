@@ -470,7 +470,7 @@ def _(tmp):
 @_c("profile: --model that is not a .tflite", "profile", 1)
 def _(tmp):
     st = tmp / "r.sqlite"
-    return {"argv": cli("toolkit.cli.profile", "--device", "host", "--model", PIXEL4,
+    return {"argv": cli("toolkit.cli.profile", "--device", "host", "--tflite", PIXEL4,
                         "--store", st), "expect_in": "not a .tflite", "absent": [st]}
 
 
@@ -480,7 +480,7 @@ def _(tmp):
 
     weird = tmp / "$(touch pwned);.tflite"
     shutil.copy(conv_tflite(tmp), weird)
-    return {"argv": cli("toolkit.cli.profile", "--device", "host", "--model", weird, "--store",
+    return {"argv": cli("toolkit.cli.profile", "--device", "host", "--tflite", weird, "--store",
                         tmp / "r.sqlite", "--runs", "3", "--repeats", "1"),
             "absent": [tmp / "pwned"], "cwd": tmp, "note": "measured; no shell ran the name"}
 

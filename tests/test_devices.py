@@ -344,7 +344,7 @@ def test_garbage_output_and_crash_are_invalid(phones, binary, tiny_tflite, tmp_p
 def test_evit_profile_cli_on_the_phone(phones, binary, tiny_tflite, tmp_path, capsys):
     phone = phones.attach("pixel4")
     store = tmp_path / "r.sqlite"
-    args = ["--device", "pixel4", "--serial", phone.address, "--model", str(tiny_tflite),
+    args = ["--device", "pixel4", "--serial", phone.address, "--tflite", str(tiny_tflite),
             "--per-layer", "--runs", "10", "--warmup", "2", "--repeats", "2", "--store",
             str(store), "--benchmark-binary", str(binary), "--adb-port", str(phones.c.port),
             "--max-cooldown", "0"]
@@ -492,10 +492,19 @@ def test_best_statistic_and_profile_statistic_field():
     assert r.best_ms is None and r.latency_ms("best") == 30.0
 
 
+def test_evit_profile_old_model_flag_still_works_with_a_note(tmp_path, capsys):
+    # --model named a .tflite here and a named model in evit-export: now --tflite
+    rc = profile_cli.main(["--device", "host", "--model", str(tmp_path / "none.tflite"),
+                           "--store", str(tmp_path / "s.sqlite")])
+    err = capsys.readouterr().err
+    assert rc == 1 and "--model is deprecated" in err and "use --tflite" in err
+    assert "--tflite " + str(tmp_path / "none.tflite") + ": cannot read it" in err
+
+
 def test_evit_profile_refuses_zero_runs_or_repeats(capsys):
     assert profile_cli.main(["--device", "host", "--runs", "0"]) == 2
     assert "--runs 0: give at least 1" in capsys.readouterr().err
-    assert profile_cli.main(["--device", "host", "--model", "m.tflite", "--repeats", "-1"]) == 2
+    assert profile_cli.main(["--device", "host", "--tflite", "m.tflite", "--repeats", "-1"]) == 2
     assert "--repeats -1" in capsys.readouterr().err
     assert profile_cli.main(["--device", "host", "--min-secs", "-1"]) == 2
     assert "--min-secs -1: give 0-60 seconds" in capsys.readouterr().err
@@ -576,7 +585,7 @@ def test_accelerators_map_to_benchmark_model_flags_and_are_checked_first(tiny_tf
     assert resolve_delegate("cpu", None, get_profile("pixel4")) == "xnnpack"
     with pytest.raises(ValueError, match="pixel4 has no nnapi accelerator"):
         resolve_delegate("nnapi", None, get_profile("pixel4"))
-    assert profile_cli.main(["--device", "host", "--model", str(tiny_tflite), "--accelerator",
+    assert profile_cli.main(["--device", "host", "--tflite", str(tiny_tflite), "--accelerator",
                              "gpu"]) == 1
     assert "LiteRT on its CPU only" in capsys.readouterr().err
 

@@ -471,10 +471,10 @@ def test_profile_unknown_device_is_named_first_and_creates_nothing(tmp_path, cap
     err = capsys.readouterr().err
     assert rc == 1 and "nosuchphone" in err and "benchmark_model" not in err, err
     assert not store.exists() and not (tmp_path / "camp").exists()
-    rc = profile_cli.main(["--device", "host", "--model", str(tmp_path / "none.tflite"),
+    rc = profile_cli.main(["--device", "host", "--tflite", str(tmp_path / "none.tflite"),
                            "--store", str(store)])
     assert rc == 1 and "cannot read it" in capsys.readouterr().err and not store.exists()
-    rc = profile_cli.main(["--device", "host", "--model", str(PIXEL4), "--store", str(store)])
+    rc = profile_cli.main(["--device", "host", "--tflite", str(PIXEL4), "--store", str(store)])
     assert rc == 1 and "not a .tflite" in capsys.readouterr().err and not store.exists()
 
 

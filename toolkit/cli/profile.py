@@ -1,7 +1,7 @@
 """``evit-profile``: measure models on a phone (or this machine) and store the results.
 
-    evit-profile --device host --model m.tflite                 # this machine's CPU
-    evit-profile --device pixel6 --model m.tflite --per-layer \\
+    evit-profile --device host --tflite m.tflite                 # this machine's CPU
+    evit-profile --device pixel6 --tflite m.tflite --per-layer \\
         --benchmark-binary ~/android_aarch64_benchmark_model    # an attached Pixel 6
     evit-profile --device host [--kernels 150] [--mflops 70 140]  # a campaign: the predictor
     evit-profile --device pixel4 --train-from-table pixel4.json   # a predictor from a table
@@ -14,7 +14,7 @@ import json
 import os
 import sys
 
-from toolkit.console import HelpFormatter, fail
+from toolkit.console import HelpFormatter, deprecated_option, fail
 from toolkit.devices.base import ACCELERATORS, DeviceError, RunSpec, resolve_delegate
 from toolkit.devices.resolve import open_device
 from toolkit.devices.store import ResultStore, StoreError, default_store
@@ -41,9 +41,9 @@ def check_model_file(path: str) -> None:
         with open(path, "rb") as f:
             head = f.read(8)
     except OSError as e:
-        raise ValueError(f"--model {path}: cannot read it ({e.strerror})") from None
+        raise ValueError(f"--tflite {path}: cannot read it ({e.strerror})") from None
     if head[4:8] != b"TFL3":
-        raise ValueError(f"--model {path} is not a .tflite model (no TFL3 identifier); export "
+        raise ValueError(f"--tflite {path} is not a .tflite model (no TFL3 identifier); export "
                          "one with evit-export --format tflite")
 
 
@@ -69,13 +69,13 @@ def _run_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--threads", type=int, default=0,
                    help="threads (overrides the mode's; 0: the mode's)")
     g.add_argument("--runs", type=int, default=None,
-                   help=f"timed runs per invocation (default: {RUNS['model']} for --model, "
+                   help=f"timed runs per invocation (default: {RUNS['model']} for --tflite, "
                    f"{RUNS['campaign']} in a campaign)")
     g.add_argument("--warmup", type=int, default=RunSpec.warmup_runs,
                    help="warm-up runs per invocation")
     g.add_argument("--repeats", type=int, default=None,
                    help=f"benchmark_model invocations (default: {REPEATS['model']} for "
-                   f"--model, {REPEATS['campaign']} in a campaign)")
+                   f"--tflite, {REPEATS['campaign']} in a campaign)")
     g.add_argument("--min-secs", type=float, default=0.0,
                    help="each invocation also runs at least this many seconds (spreads the "
                    "runs past a shared machine's slow phases; 0: exactly --runs)")
@@ -92,8 +92,10 @@ def _run_options(p: argparse.ArgumentParser) -> None:
 
 
 def _model_options(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("one model (--model)")
-    g.add_argument("--model", help=".tflite file to measure (without it: a campaign)")
+    g = p.add_argument_group("one model (--tflite)")
+    g.add_argument("--tflite", dest="model", metavar="FILE",
+                   help=".tflite file to measure (without it: a campaign)")
+    deprecated_option(g, "--model", "--tflite", dest="model")
     g.add_argument("--per-layer", action="store_true", help="also profile every op")
     g.add_argument("--store", default=None,
                    help="SQLite result store (default: $EVIT_STORE, else runs/results.sqlite)")
@@ -102,7 +104,7 @@ def _model_options(p: argparse.ArgumentParser) -> None:
 
 
 def _campaign_options(p: argparse.ArgumentParser) -> None:
-    c = p.add_argument_group("profiling campaign (no --model)")
+    c = p.add_argument_group("profiling campaign (no --tflite)")
     c.add_argument("--kernels", type=int, default=150, help="kernels to measure")
     c.add_argument("--subnets", type=int, default=12,
                    help="whole subnets measured end to end (overhead fit and check)")
